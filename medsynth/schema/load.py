@@ -1,0 +1,247 @@
+"""Load and validate dataset schema files.
+
+Validation runs in two passes and reports every problem of both at once: the JSON Schema in
+``schemas/dataset.schema.json`` (structure, types, enums) and the semantic rules no JSON Schema
+can say (unique names, ``min < max``, panels naming real channels, FHIR gender codes...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from medsynth.errors import Problem, SchemaError
+from medsynth.schema.model import (
+    Attribute,
+    Category,
+    Channel,
+    ConditionCode,
+    DatasetSchema,
+    Limits,
+    Panel,
+    TimeSpec,
+)
+
+FHIR_GENDERS = ("male", "female", "other", "unknown")
+
+
+def schemas_dir() -> Path:
+    """The folder holding medsynth's JSON Schemas and ready dataset schemas."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "_schemas", here.parents[2] / "schemas"):
+        if (candidate / "dataset.schema.json").is_file():
+            return candidate
+    raise FileNotFoundError("medsynth's schemas/ folder is missing from this installation")
+
+
+def shipped_schemas() -> dict[str, Path]:
+    """Ready dataset schemas shipped with medsynth, by name."""
+    return {
+        p.name.removesuffix(".dataset.json"): p
+        for p in sorted(schemas_dir().glob("*.dataset.json"))
+    }
+
+
+@cache
+def load_json_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema from ``schemas/`` by file name (e.g. ``"dataset.schema.json"``)."""
+    return json.loads((schemas_dir() / name).read_text(encoding="utf-8"))
+
+
+def json_path(parts: Any) -> str:
+    """Render a jsonschema error path as ``$.channels[3].min``."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def validate_document(document: Any, schema_name: str) -> list[Problem]:
+    """All JSON Schema problems of ``document`` against ``schemas/<schema_name>``, by path."""
+    validator = jsonschema.Draft202012Validator(
+        load_json_schema(schema_name), format_checker=jsonschema.FormatChecker()
+    )
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    return [Problem(json_path(e.absolute_path), _short(e)) for e in errors]
+
+
+def _short(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        return "; ".join(sorted({c.message for c in error.context}))
+    return error.message
+
+
+def load_schema(source: str | Path) -> DatasetSchema:
+    """Load a dataset schema from a file path or the name of a shipped schema.
+
+    Raises:
+        SchemaError: listing every problem with its JSON path.
+    """
+    path = Path(source)
+    if not path.exists() and str(source) in shipped_schemas():
+        path = shipped_schemas()[str(source)]
+    if not path.is_file():
+        names = ", ".join(shipped_schemas()) or "none"
+        raise SchemaError(str(source), [Problem("$", f"no such file or shipped schema (shipped: {names})")])
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(str(path), [Problem("$", f"not valid JSON: {exc}")]) from None
+    return parse_schema(document, source=str(path))
+
+
+def parse_schema(document: Any, *, source: str = "<schema>") -> DatasetSchema:
+    """Validate a schema document (already parsed JSON) and build a :class:`DatasetSchema`."""
+    problems = validate_document(document, "dataset.schema.json")
+    if problems:
+        raise SchemaError(source, problems)
+    problems = list(_semantic_problems(document))
+    if problems:
+        raise SchemaError(source, problems)
+    return _build(document)
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    return [v for v, n in Counter(values).items() if n > 1]
+
+
+def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    attrs, channels, panels = doc["attributes"], doc["channels"], doc.get("panels", [])
+    names = [a["name"] for a in attrs] + [c["name"] for c in channels] + [p["name"] for p in panels]
+    for name in _duplicates(names):
+        yield Problem("$", f"name {name!r} is used more than once (attributes, channels, panels)")
+    for fhir in _duplicates([a["fhir"] for a in attrs]):
+        yield Problem("$.attributes", f"two attributes map to the same FHIR element {fhir!r}")
+    for i, a in enumerate(attrs):
+        where = f"$.attributes[{i}]"
+        yield from _attribute_problems(a, where)
+    codes = [c["code"] for c in channels] + [x for c in channels for x in c.get("aliases", [])]
+    codes += [p["code"] for p in panels] + [x for p in panels for x in p.get("aliases", [])]
+    for code in _duplicates(codes):
+        yield Problem("$", f"LOINC code {code!r} names more than one channel or panel")
+    for i, c in enumerate(channels):
+        where = f"$.channels[{i}]"
+        if not c["min"] < c["max"]:
+            yield Problem(where, f"min {c['min']} must be below max {c['max']}")
+        if "normal" in c:
+            lo, hi = c["normal"]
+            if not c["min"] <= lo < hi <= c["max"]:
+                yield Problem(f"{where}.normal", f"[{lo}, {hi}] must be increasing and inside [min, max]")
+    in_panel: list[str] = []
+    channel_names = {c["name"] for c in channels}
+    for i, p in enumerate(panels):
+        for j, comp in enumerate(p["components"]):
+            if comp not in channel_names:
+                yield Problem(f"$.panels[{i}].components[{j}]", f"{comp!r} is not a channel name")
+            in_panel.append(comp)
+    for comp in _duplicates(in_panel):
+        yield Problem("$.panels", f"channel {comp!r} belongs to more than one panel")
+    cond = doc["conditions"]["codes"]
+    cond_codes = [c["code"] for c in cond] + [x for c in cond for x in c.get("aliases", [])]
+    for code in _duplicates(cond_codes):
+        yield Problem("$.conditions.codes", f"condition code {code!r} appears more than once")
+    t = doc["time"]
+    if t["anchor"] == "fixed_date" and "anchor_date" not in t:
+        yield Problem("$.time", "anchor 'fixed_date' needs 'anchor_date'")
+    lim = doc["limits"]
+    if lim["max_events_total"] < lim["max_events_per_channel"] and len(channels) == 1:
+        yield Problem("$.limits", "max_events_total is below max_events_per_channel of the only channel")
+
+
+def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
+    kind, home = a["type"], a["fhir"]
+    expected = {
+        "Patient.gender": ("categorical",),
+        "Patient.birthDate": ("numeric", "date"),
+        "us-core-race": ("categorical",),
+        "us-core-ethnicity": ("categorical",),
+        "Patient.address.state": ("categorical",),
+        "Patient.address.zip3": ("categorical",),
+        "Patient.deceased": ("boolean",),
+    }[home]
+    if kind not in expected:
+        yield Problem(f"{where}.type", f"{home} holds a {' or '.join(expected)} attribute, not {kind}")
+    if kind == "categorical":
+        values = [c if isinstance(c, str) else c["value"] for c in a.get("categories", [])]
+        for v in _duplicates(values):
+            yield Problem(f"{where}.categories", f"category {v!r} appears more than once")
+        if home == "Patient.gender":
+            for j, v in enumerate(values):
+                if v not in FHIR_GENDERS:
+                    yield Problem(f"{where}.categories[{j}]",
+                                  f"{v!r} is not a FHIR administrative gender ({', '.join(FHIR_GENDERS)})")
+        if home == "Patient.address.zip3":
+            for j, v in enumerate(values):
+                if not (len(v) == 3 and v.isdigit()):
+                    yield Problem(f"{where}.categories[{j}]", f"{v!r} is not a three-digit ZIP prefix")
+    if kind == "numeric" and not a["min"] < a["max"]:
+        yield Problem(where, f"min {a['min']} must be below max {a['max']}")
+    if kind == "date":
+        try:
+            lo, hi = dt.date.fromisoformat(a["min"]), dt.date.fromisoformat(a["max"])
+        except ValueError as exc:
+            yield Problem(where, f"bad date bound: {exc}")
+        else:
+            if not lo < hi:
+                yield Problem(where, f"min {a['min']} must be before max {a['max']}")
+
+
+def _category(c: str | dict[str, Any]) -> Category:
+    if isinstance(c, str):
+        return Category(value=c)
+    return Category(value=c["value"], code=c.get("code"), system=c.get("system"), display=c.get("display"))
+
+
+def _build(doc: dict[str, Any]) -> DatasetSchema:
+    t = doc["time"]
+    time = TimeSpec(
+        anchor=t["anchor"],
+        horizon_days=float(t["horizon_days"]),
+        output_start=dt.date.fromisoformat(t["output_start"]),
+        anchor_date=dt.date.fromisoformat(t["anchor_date"]) if "anchor_date" in t else None,
+        output_spread_days=int(t.get("output_spread_days", 0)),
+        timezone=t.get("timezone", "+00:00"),
+    )
+    lim = doc["limits"]
+    limits = Limits(lim["max_events_per_channel"], lim["max_events_total"], lim.get("max_conditions"))
+    attributes = tuple(
+        Attribute(
+            name=a["name"], type=a["type"], fhir=a["fhir"],
+            categories=tuple(_category(c) for c in a.get("categories", [])),
+            min=a.get("min"), max=a.get("max"), unit=a.get("unit"), decimals=a.get("decimals"),
+            description=a.get("description", ""),
+        )
+        for a in doc["attributes"]
+    )
+    conditions = tuple(
+        ConditionCode(c["code"], c["display"], tuple(c.get("aliases", [])))
+        for c in doc["conditions"]["codes"]
+    )
+    channels = tuple(
+        Channel(
+            name=c["name"], code=c["code"], display=c["display"], unit=c["unit"],
+            min=float(c["min"]), max=float(c["max"]), category=c["category"],
+            aliases=tuple(c.get("aliases", [])), unit_aliases=tuple(c.get("unit_aliases", [])),
+            normal=tuple(c["normal"]) if "normal" in c else None,  # type: ignore[arg-type]
+            decimals=c.get("decimals"), description=c.get("description", ""),
+        )
+        for c in doc["channels"]
+    )
+    panels = tuple(
+        Panel(p["name"], p["code"], p["display"], p["category"], tuple(p["components"]),
+              tuple(p.get("aliases", [])))
+        for p in doc.get("panels", [])
+    )
+    return DatasetSchema(
+        name=doc["name"], time=time, limits=limits, attributes=attributes,
+        condition_system=doc["conditions"]["system"], conditions=conditions,
+        channels=channels, panels=panels, title=doc.get("title", ""),
+        description=doc.get("description", ""), raw=json.loads(json.dumps(doc)),
+    )
