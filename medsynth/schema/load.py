@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
@@ -35,7 +36,11 @@ FHIR_GENDERS = ("male", "female", "other", "unknown")
 def schemas_dir() -> Path:
     """The folder holding medsynth's JSON Schemas and ready dataset schemas."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "_schemas", here.parents[2] / "schemas"):
+    candidates = (
+        here.parents[2] / "schemas",  # a source checkout or an editable install
+        Path(sys.prefix) / "share" / "medsynth" / "schemas",  # a wheel install
+    )
+    for candidate in candidates:
         if (candidate / "dataset.schema.json").is_file():
             return candidate
     raise FileNotFoundError("medsynth's schemas/ folder is missing from this installation")
