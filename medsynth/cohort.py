@@ -154,14 +154,19 @@ class Cohort:
             "patients": self.n_patients,
             "events": len(self.events),
             "conditions": len(self.conditions),
-            "events_per_channel": {c: int(per_channel.get(c, 0)) for c in self.schema.channel_names},
+            "events_per_channel": {
+                c: int(per_channel.get(c, 0)) for c in self.schema.channel_names
+            },
         }
 
     def content_hash(self) -> str:
         """sha256 over the schema and a canonical rendering of the three tables."""
         h = hashlib.sha256(self.schema.sha256.encode())
-        for name, table in (("patients", self.patients), ("events", self.events),
-                            ("conditions", self.conditions)):
+        for name, table in (
+            ("patients", self.patients),
+            ("events", self.events),
+            ("conditions", self.conditions),
+        ):
             h.update(name.encode())
             h.update(table.to_csv(index=False, float_format="%.17g", na_rep="<NA>").encode())
         return h.hexdigest()
@@ -183,7 +188,9 @@ class Cohort:
         rng = np.random.default_rng(random_state)
         n_hold = int(round(holdout_fraction * len(ids)))
         if n_hold == 0 or n_hold == len(ids):
-            raise DataError(f"a {holdout_fraction} holdout of {len(ids)} patients leaves a side empty")
+            raise DataError(
+                f"a {holdout_fraction} holdout of {len(ids)} patients leaves a side empty"
+            )
         hold = set(rng.choice(ids, size=n_hold, replace=False).tolist())
         train = [i for i in self.patient_ids if i not in hold]
         return self.subset(train), self.subset(hold)
@@ -217,44 +224,65 @@ class Cohort:
             raise DataError(f"{folder}: not a medsynth cohort folder (no cohort.json)")
         try:
             header = json.loads(header_path.read_text())
-            schema = parse_schema(json.loads((folder / "schema.json").read_text()),
-                                  source=str(folder / "schema.json"))
-            tables = {n: pd.read_parquet(folder / f"{n}.parquet")
-                      for n in ("patients", "events", "conditions")}
+            schema = parse_schema(
+                json.loads((folder / "schema.json").read_text()), source=str(folder / "schema.json")
+            )
+            tables = {
+                n: pd.read_parquet(folder / f"{n}.parquet")
+                for n in ("patients", "events", "conditions")
+            }
         except (OSError, ValueError) as exc:
             raise DataError(f"{folder}: cannot read cohort: {exc}") from None
         if header.get("format") != COHORT_FORMAT:
-            raise DataError(f"{header_path}: field 'format' is {header.get('format')!r}, "
-                            f"expected {COHORT_FORMAT!r}")
+            raise DataError(
+                f"{header_path}: field 'format' is {header.get('format')!r}, "
+                f"expected {COHORT_FORMAT!r}"
+            )
         src = header.get("source", {})
-        cohort = cls(schema, tables["patients"], tables["events"], tables["conditions"],
-                     Source(src.get("fingerprint", ""), src.get("kind", ""), src.get("description", "")))
+        cohort = cls(
+            schema,
+            tables["patients"],
+            tables["events"],
+            tables["conditions"],
+            Source(src.get("fingerprint", ""), src.get("kind", ""), src.get("description", "")),
+        )
         if cohort.content_hash() != header.get("content_sha256"):
-            raise DataError(f"{folder}: content does not match cohort.json field 'content_sha256'; "
-                            "the folder was modified after it was written")
+            raise DataError(
+                f"{folder}: content does not match cohort.json field 'content_sha256'; "
+                "the folder was modified after it was written"
+            )
         return cohort
 
 
 # -- conformance helpers ------------------------------------------------------------------------
 def _frame(df: pd.DataFrame | None, columns: tuple[str, ...]) -> pd.DataFrame:
     if df is None:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("time", "value", "onset")
-                                          else "str") for c in columns})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype="float64" if c in ("time", "value", "onset") else "str")
+                for c in columns
+            }
+        )
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"table is missing column(s) {missing}; expected {list(columns)}")
     return df.loc[:, list(columns)].copy()
 
 
-def _check_strict(strict: bool, mask: pd.Series, what: str, ids: pd.Series, values: pd.Series) -> None:
+def _check_strict(
+    strict: bool, mask: pd.Series, what: str, ids: pd.Series, values: pd.Series
+) -> None:
     if strict and mask.any():
         i = int(np.flatnonzero(mask.to_numpy())[0])
-        raise DataError(f"{int(mask.sum())} {what}; first: patient {ids.iloc[i]!r}, "
-                        f"value {values.iloc[i]!r} (strict mode; drop --strict to clip instead)")
+        raise DataError(
+            f"{int(mask.sum())} {what}; first: patient {ids.iloc[i]!r}, "
+            f"value {values.iloc[i]!r} (strict mode; drop --strict to clip instead)"
+        )
 
 
-def _conform_patients(schema: DatasetSchema, df: pd.DataFrame, counter: Counter,
-                      strict: bool) -> pd.DataFrame:
+def _conform_patients(
+    schema: DatasetSchema, df: pd.DataFrame, counter: Counter, strict: bool
+) -> pd.DataFrame:
     if PATIENT_ID not in df.columns:
         raise DataError(f"patients table has no {PATIENT_ID!r} column")
     df = df.copy()
@@ -265,17 +293,22 @@ def _conform_patients(schema: DatasetSchema, df: pd.DataFrame, counter: Counter,
     out = pd.DataFrame({PATIENT_ID: df[PATIENT_ID]})
     for attr in schema.attributes:
         col = df[attr.name] if attr.name in df.columns else pd.Series([pd.NA] * len(df))
-        out[attr.name] = _conform_attribute(attr, col.reset_index(drop=True), df[PATIENT_ID],
-                                            counter, strict)
+        out[attr.name] = _conform_attribute(
+            attr, col.reset_index(drop=True), df[PATIENT_ID], counter, strict
+        )
     return out
 
 
-def _conform_attribute(attr: Attribute, col: pd.Series, ids: pd.Series, counter: Counter,
-                       strict: bool) -> pd.Series:
+def _conform_attribute(
+    attr: Attribute, col: pd.Series, ids: pd.Series, counter: Counter, strict: bool
+) -> pd.Series:
     if attr.type == "categorical":
         values = col.astype("object").where(col.notna(), None)
-        mapped = values.map(lambda v: None if v is None else
-                            (c.value if (c := attr.category_for_code(str(v))) else "\0"))
+        mapped = values.map(
+            lambda v: (
+                None if v is None else (c.value if (c := attr.category_for_code(str(v))) else "\0")
+            )
+        )
         unknown = mapped == "\0"
         _check_strict(strict, unknown, f"unknown categories in {attr.name!r}", ids, col)
         counter[(UNKNOWN_CATEGORY, attr.name)] += int(unknown.sum())
@@ -292,8 +325,9 @@ def _conform_attribute(attr: Attribute, col: pd.Series, ids: pd.Series, counter:
     values = pd.to_numeric(col, errors="coerce").astype("float64")
     values = values.where(np.isfinite(values))
     outside = (values < attr.min) | (values > attr.max)
-    _check_strict(strict, outside, f"values outside [{attr.min}, {attr.max}] in {attr.name!r}",
-                  ids, col)
+    _check_strict(
+        strict, outside, f"values outside [{attr.min}, {attr.max}] in {attr.name!r}", ids, col
+    )
     counter[(CLIPPED, attr.name)] += int(outside.sum())
     values = values.clip(attr.min, attr.max)
     return values.round(attr.decimals) if attr.decimals is not None else values
@@ -308,8 +342,9 @@ def _to_bool(v: Any) -> bool | None:
     return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text)
 
 
-def _conform_events(schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, counter: Counter,
-                    strict: bool) -> pd.DataFrame:
+def _conform_events(
+    schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, counter: Counter, strict: bool
+) -> pd.DataFrame:
     ev[PATIENT_ID] = ev[PATIENT_ID].astype("str")
     ev["channel"] = ev["channel"].astype("str")
     ev["time"] = pd.to_numeric(ev["time"], errors="coerce").astype("float64")
@@ -333,8 +368,13 @@ def _conform_events(schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, coun
     lo = ev["channel"].map({c.name: c.min for c in schema.channels}).astype("float64")
     hi = ev["channel"].map({c.name: c.max for c in schema.channels}).astype("float64")
     out_of_bounds = (ev["value"] < lo) | (ev["value"] > hi)
-    _check_strict(strict, out_of_bounds, "event values outside their channel bounds",
-                  ev[PATIENT_ID], ev["value"])
+    _check_strict(
+        strict,
+        out_of_bounds,
+        "event values outside their channel bounds",
+        ev[PATIENT_ID],
+        ev["value"],
+    )
     for name, n in ev.loc[out_of_bounds, "channel"].value_counts().items():
         counter[(CLIPPED, str(name))] += int(n)
     values = ev["value"].clip(lo, hi)
@@ -345,7 +385,8 @@ def _conform_events(schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, coun
     ev = ev.assign(value=values)
     order = {name: i for i, name in enumerate(schema.channel_names)}
     ev = ev.assign(_ord=ev["channel"].map(order)).sort_values(
-        [PATIENT_ID, "time", "_ord", "value"], kind="mergesort")
+        [PATIENT_ID, "time", "_ord", "value"], kind="mergesort"
+    )
     rank = ev.groupby([PATIENT_ID, "channel"], sort=False).cumcount()
     over = rank >= schema.limits.max_events_per_channel
     for name, n in ev.loc[over, "channel"].value_counts().items():
@@ -357,8 +398,9 @@ def _conform_events(schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, coun
     return ev.astype({PATIENT_ID: "str", "channel": "str", "time": "float64", "value": "float64"})
 
 
-def _conform_conditions(schema: DatasetSchema, cond: pd.DataFrame, ids: pd.Index,
-                        counter: Counter) -> pd.DataFrame:
+def _conform_conditions(
+    schema: DatasetSchema, cond: pd.DataFrame, ids: pd.Index, counter: Counter
+) -> pd.DataFrame:
     cond[PATIENT_ID] = cond[PATIENT_ID].astype("str")
     canonical = {code: c.code for code, c in schema.condition_by_code.items()}
     mapped = cond["code"].astype("str").map(canonical)
@@ -369,7 +411,9 @@ def _conform_conditions(schema: DatasetSchema, cond: pd.DataFrame, ids: pd.Index
     counter[(ORPHAN, "conditions")] += int(orphan.sum())
     cond = cond[~orphan]
     onset = pd.to_numeric(cond["onset"], errors="coerce").astype("float64").fillna(0.0)
-    onset = (np.round(onset * SECONDS_PER_DAY) / SECONDS_PER_DAY).clip(0.0, schema.time.horizon_days)
+    onset = (np.round(onset * SECONDS_PER_DAY) / SECONDS_PER_DAY).clip(
+        0.0, schema.time.horizon_days
+    )
     cond = cond.assign(onset=onset).sort_values([PATIENT_ID, "onset", "code"], kind="mergesort")
     dup = cond.duplicated([PATIENT_ID, "code"])
     for code, n in cond.loc[dup, "code"].value_counts().items():
@@ -379,4 +423,6 @@ def _conform_conditions(schema: DatasetSchema, cond: pd.DataFrame, ids: pd.Index
         over = cond.groupby(PATIENT_ID, sort=False).cumcount() >= schema.limits.max_conditions
         counter[(CONDITION_LIMIT, "conditions")] += int(over.sum())
         cond = cond[~over]
-    return cond.reset_index(drop=True).astype({PATIENT_ID: "str", "code": "str", "onset": "float64"})
+    return cond.reset_index(drop=True).astype(
+        {PATIENT_ID: "str", "code": "str", "onset": "float64"}
+    )

@@ -38,11 +38,18 @@ def step_simulate_source(ctx: DemoContext) -> None:
 
     cohort = simulate(ctx.schema, ctx.patients, random_state=ctx.seed)
     path = ctx.out / "source-fhir"
-    manifest = write_fhir(cohort, path, format="ndjson", seed=ctx.seed, progress=ctx.progress,
-                          manifest_extra={"source": "medsynth simulate (demo source)"})
+    manifest = write_fhir(
+        cohort,
+        path,
+        format="ndjson",
+        seed=ctx.seed,
+        progress=ctx.progress,
+        manifest_extra={"source": "medsynth simulate (demo source)"},
+    )
     ctx.paths["source FHIR export (simulated hospital data)"] = path
-    ctx.summary.append(f"simulated {cohort.n_patients} source patients -> "
-                       f"{manifest.total} FHIR resources")
+    ctx.summary.append(
+        f"simulated {cohort.n_patients} source patients -> {manifest.total} FHIR resources"
+    )
 
 
 def step_ingest(ctx: DemoContext) -> None:
@@ -55,16 +62,25 @@ def step_ingest(ctx: DemoContext) -> None:
     ctx.artifacts["source"] = result.cohort
     ctx.paths["source cohort (private: stays on premises)"] = path
     skipped = sum(1 for _ in result.issues)
-    ctx.summary.append(f"ingested {result.cohort.n_patients} patients, "
-                       f"{len(result.cohort.events)} events, {len(result.cohort.conditions)} "
-                       f"conditions ({skipped} read issues)")
+    ctx.summary.append(
+        f"ingested {result.cohort.n_patients} patients, "
+        f"{len(result.cohort.events)} events, {len(result.cohort.conditions)} "
+        f"conditions ({skipped} read issues)"
+    )
 
 
 STEPS: list[Callable[[DemoContext], None]] = [step_simulate_source, step_ingest]
 
 
-def run_demo(out: str | Path, *, patients: int = 400, seed: int = 0, schema: str = "general-adult",
-             progress: bool = True, echo: Callable[[str], None] = print) -> DemoContext:
+def run_demo(
+    out: str | Path,
+    *,
+    patients: int = 400,
+    seed: int = 0,
+    schema: str = "general-adult",
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> DemoContext:
     """Run every demo step into ``out`` (which must not exist or be empty)."""
     from medsynth._io import check_output_dir
 

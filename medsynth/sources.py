@@ -39,8 +39,13 @@ def is_tables_dir(path: Path) -> bool:
     return path.is_dir() and (path / "tables.json").is_file()
 
 
-def open_source(sources: Sequence[str | Path], schema: DatasetSchema | None, *,
-                strict: bool = False, progress: bool = False) -> OpenedSource:
+def open_source(
+    sources: Sequence[str | Path],
+    schema: DatasetSchema | None,
+    *,
+    strict: bool = False,
+    progress: bool = False,
+) -> OpenedSource:
     """Open a cohort folder, a tables folder, or FHIR sources mapped through ``schema``."""
     paths = [Path(s) for s in sources]
     if not paths:
@@ -51,9 +56,11 @@ def open_source(sources: Sequence[str | Path], schema: DatasetSchema | None, *,
     if len(paths) == 1 and is_cohort_dir(paths[0]):
         cohort = Cohort.load(paths[0])
         if schema is not None and schema.sha256 != cohort.schema.sha256:
-            raise DataError(f"{paths[0]}: the cohort was built with schema {cohort.schema.name!r} "
-                            f"({cohort.schema.sha256[:12]}), not the given {schema.name!r} "
-                            f"({schema.sha256[:12]}); drop --schema or re-run ingest")
+            raise DataError(
+                f"{paths[0]}: the cohort was built with schema {cohort.schema.name!r} "
+                f"({cohort.schema.sha256[:12]}), not the given {schema.name!r} "
+                f"({schema.sha256[:12]}); drop --schema or re-run ingest"
+            )
         return OpenedSource(cohort, "cohort folder")
     if schema is None:
         raise DataError("reading FHIR or tables needs --schema")

@@ -26,17 +26,29 @@ from medsynth.errors import DataError
 
 
 def _frames():
-    patients = pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "sex": ["female", "male", "woman"],
-                             "age": [17.0, 44.6, 95.0]})
-    events = pd.DataFrame({
-        "patient_id": ["p1"] * 5 + ["p2"] * 4 + ["ghost"],
-        "time": [0.0, 10.0, 20.0, 30.0, 5.0, 0.0, 1.0, 400.0, 2.0, 0.0],
-        "channel": ["glucose"] * 4 + ["hba1c", "glucose", "heart_rate", "glucose", "hba1c", "glucose"],
-        "value": [90.0, 700.0, 95.0, 99.0, 6.04, np.nan, 70.0, 100.0, 5.0, 1.0],
-    })
-    conditions = pd.DataFrame({"patient_id": ["p1", "p1", "p2", "p2"],
-                               "code": ["38341003", "38341003", "44054006", "38341003"],
-                               "onset": [40.0, -3.0, 1.0, 500.0]})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ["p1", "p2", "p3"],
+            "sex": ["female", "male", "woman"],
+            "age": [17.0, 44.6, 95.0],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "patient_id": ["p1"] * 5 + ["p2"] * 4 + ["ghost"],
+            "time": [0.0, 10.0, 20.0, 30.0, 5.0, 0.0, 1.0, 400.0, 2.0, 0.0],
+            "channel": ["glucose"] * 4
+            + ["hba1c", "glucose", "heart_rate", "glucose", "hba1c", "glucose"],
+            "value": [90.0, 700.0, 95.0, 99.0, 6.04, np.nan, 70.0, 100.0, 5.0, 1.0],
+        }
+    )
+    conditions = pd.DataFrame(
+        {
+            "patient_id": ["p1", "p1", "p2", "p2"],
+            "code": ["38341003", "38341003", "44054006", "38341003"],
+            "onset": [40.0, -3.0, 1.0, 500.0],
+        }
+    )
     return patients, events, conditions
 
 
@@ -49,27 +61,35 @@ def test_conform_counts_every_change(tiny_schema):
     assert report.get(MISSING_VALUE, "glucose") == 1
     assert report.get(OUTSIDE_HORIZON, "glucose") == 1
     assert report.get(ORPHAN, "events") == 1
-    assert report.get(CHANNEL_LIMIT, "glucose") == 1      # p1 has 4 glucose, limit 3
+    assert report.get(CHANNEL_LIMIT, "glucose") == 1  # p1 has 4 glucose, limit 3
     assert report.get(TOTAL_LIMIT, "events") == 0
     assert report.get(UNKNOWN_CONDITION, "44054006") == 1
     assert report.get(DUPLICATE_CONDITION, "38341003") == 1
     assert report.total() == 11
     pats = cohort.patients.set_index("patient_id")
-    assert pats.loc["p1", "age"] == 18 and pats.loc["p3", "age"] == 90 and pats.loc["p2", "age"] == 45
+    assert (
+        pats.loc["p1", "age"] == 18 and pats.loc["p3", "age"] == 90 and pats.loc["p2", "age"] == 45
+    )
     assert pd.isna(pats.loc["p3", "sex"])
     p1 = cohort.events[cohort.events.patient_id == "p1"]
     # earliest three glucose kept (truncation is by time), the clipped one at 600
     assert p1[p1.channel == "glucose"].value.tolist() == [90.0, 600.0, 95.0]
-    assert p1[p1.channel == "hba1c"].value.tolist() == [6.0]     # rounded to 1 decimal
+    assert p1[p1.channel == "hba1c"].value.tolist() == [6.0]  # rounded to 1 decimal
     cond = cohort.conditions.set_index(["patient_id", "code"])
-    assert cond.loc[("p1", "38341003"), "onset"] == 0.0          # earliest, clipped into horizon
+    assert cond.loc[("p1", "38341003"), "onset"] == 0.0  # earliest, clipped into horizon
     assert cond.loc[("p2", "38341003"), "onset"] == 365.0
 
 
 def test_total_limit_truncates_latest_events(tiny_schema):
     patients = pd.DataFrame({"patient_id": ["a"], "sex": ["male"], "age": [50]})
-    events = pd.DataFrame({"patient_id": ["a"] * 6, "time": [5, 4, 3, 2, 1, 0],
-                           "channel": ["glucose", "hba1c"] * 3, "value": [100.0] * 6})
+    events = pd.DataFrame(
+        {
+            "patient_id": ["a"] * 6,
+            "time": [5, 4, 3, 2, 1, 0],
+            "channel": ["glucose", "hba1c"] * 3,
+            "value": [100.0] * 6,
+        }
+    )
     cohort, report = Cohort.conform(tiny_schema, patients, events)
     assert report.get(TOTAL_LIMIT, "events") == 1
     assert cohort.events.time.tolist() == [0, 1, 2, 3, 4]
@@ -117,9 +137,17 @@ def test_failed_save_leaves_nothing(tiny_schema, tmp_path: Path, monkeypatch):
 
 
 def test_split_is_seeded_and_patient_level(tiny_schema):
-    patients = pd.DataFrame({"patient_id": [f"p{i}" for i in range(20)], "sex": "female", "age": 40})
-    events = pd.DataFrame({"patient_id": [f"p{i}" for i in range(20)], "time": 0.0,
-                           "channel": "glucose", "value": 100.0})
+    patients = pd.DataFrame(
+        {"patient_id": [f"p{i}" for i in range(20)], "sex": "female", "age": 40}
+    )
+    events = pd.DataFrame(
+        {
+            "patient_id": [f"p{i}" for i in range(20)],
+            "time": 0.0,
+            "channel": "glucose",
+            "value": 100.0,
+        }
+    )
     cohort, _ = Cohort.conform(tiny_schema, patients, events)
     train, hold = cohort.split(0.3, random_state=7)
     again, _ = cohort.split(0.3, random_state=7)
@@ -143,8 +171,14 @@ def test_neighbouring_cohorts_share_schema_but_not_fingerprint(tiny_schema):
 def test_values_always_inside_bounds_and_rounded(tiny_schema, values):
     n = len(values)
     patients = pd.DataFrame({"patient_id": ["x"], "sex": ["male"], "age": [30]})
-    events = pd.DataFrame({"patient_id": ["x"] * n, "time": np.linspace(0, 300, n),
-                           "channel": ["hba1c"] * n, "value": values})
+    events = pd.DataFrame(
+        {
+            "patient_id": ["x"] * n,
+            "time": np.linspace(0, 300, n),
+            "channel": ["hba1c"] * n,
+            "value": values,
+        }
+    )
     cohort, report = Cohort.conform(tiny_schema, patients, events)
     v = cohort.events.value.to_numpy()
     assert ((v >= 3) & (v <= 18)).all()

@@ -10,10 +10,20 @@ from medsynth.cli.options import progress_option, seed_option
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("medsynth-demo"),
-              show_default=True, help="Folder for everything the demo writes (must be new or empty).")
-@click.option("--patients", type=click.IntRange(min=20), default=400, show_default=True,
-              help="Size of the simulated source cohort.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("medsynth-demo"),
+    show_default=True,
+    help="Folder for everything the demo writes (must be new or empty).",
+)
+@click.option(
+    "--patients",
+    type=click.IntRange(min=20),
+    default=400,
+    show_default=True,
+    help="Size of the simulated source cohort.",
+)
 @seed_option
 @progress_option
 def demo(out, patients, seed, progress) -> None:

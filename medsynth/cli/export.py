@@ -12,8 +12,14 @@ from medsynth.cli.options import out_option, overwrite_option, progress_option, 
 @click.command()
 @click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @out_option("Output folder.")
-@click.option("--format", "fmt", type=click.Choice(["ndjson", "bundle", "csv", "parquet"]),
-              default="ndjson", show_default=True, help="FHIR ndjson, FHIR Bundles, or tables.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "bundle", "csv", "parquet"]),
+    default="ndjson",
+    show_default=True,
+    help="FHIR ndjson, FHIR Bundles, or tables.",
+)
 @seed_option
 @overwrite_option
 @progress_option
@@ -30,7 +36,9 @@ def export(cohort_dir, out, fmt, seed, overwrite, progress) -> None:
         return
     from medsynth.fhir.write import write_fhir
 
-    manifest = write_fhir(cohort, out, format=fmt, seed=seed, overwrite=overwrite, progress=progress)
+    manifest = write_fhir(
+        cohort, out, format=fmt, seed=seed, overwrite=overwrite, progress=progress
+    )
     click.echo(f"{manifest.total} FHIR resources ({_counts(manifest)}) written to {out}")
 
 

@@ -28,5 +28,7 @@ def ingest(sources, schema, out, strict, overwrite, progress) -> None:
     for line in result.lines():
         click.echo(line)
     result.cohort.save(out, overwrite=overwrite)
-    click.echo(f"cohort written to {out} ({result.cohort.n_patients} patients, "
-               f"dataset fingerprint {result.cohort.source.fingerprint[:16]})")
+    click.echo(
+        f"cohort written to {out} ({result.cohort.n_patients} patients, "
+        f"dataset fingerprint {result.cohort.source.fingerprint[:16]})"
+    )

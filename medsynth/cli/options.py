@@ -18,27 +18,59 @@ def _schema_callback(ctx: click.Context, param: click.Parameter, value: str | No
 def schema_option(required: bool = True, default: str | None = None):
     names = ", ".join(shipped_schemas())
     return click.option(
-        "--schema", "schema", required=required and default is None, default=default,
-        callback=_schema_callback, metavar="FILE|NAME",
+        "--schema",
+        "schema",
+        required=required and default is None,
+        default=default,
+        callback=_schema_callback,
+        metavar="FILE|NAME",
         help=f"Dataset schema: a JSON file or a shipped schema name ({names}).",
     )
 
 
-seed_option = click.option("--seed", type=int, default=0, show_default=True,
-                           help="Random seed; the same seed gives the same output.")
-overwrite_option = click.option("--overwrite", is_flag=True,
-                                help="Replace an existing output folder (only on success).")
-progress_option = click.option("--progress/--no-progress", default=True, show_default=True,
-                               help="Show progress bars on stderr.")
+seed_option = click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives the same output.",
+)
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output folder (only on success)."
+)
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Show progress bars on stderr.",
+)
 fhir_format_option = click.option(
-    "--format", "fmt", type=click.Choice(["ndjson", "bundle"]), default="ndjson", show_default=True,
-    help="FHIR bulk ndjson folder or transaction Bundles.")
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "bundle"]),
+    default="ndjson",
+    show_default=True,
+    help="FHIR bulk ndjson folder or transaction Bundles.",
+)
 
 
 def out_option(help_text: str, required: bool = True, default: str | None = None):
-    return click.option("--out", "out", type=click.Path(path_type=Path), required=required,
-                        default=default, help=help_text)
+    return click.option(
+        "--out",
+        "out",
+        type=click.Path(path_type=Path),
+        required=required,
+        default=default,
+        help=help_text,
+    )
 
 
-__all__ = ["DatasetSchema", "fhir_format_option", "out_option", "overwrite_option",
-           "progress_option", "schema_option", "seed_option"]
+__all__ = [
+    "DatasetSchema",
+    "fhir_format_option",
+    "out_option",
+    "overwrite_option",
+    "progress_option",
+    "schema_option",
+    "seed_option",
+]

@@ -19,9 +19,11 @@ def schema() -> None:
 def validate(file: str) -> None:
     """Validate FILE (a path or shipped schema name), listing every problem with its JSON path."""
     s = load_schema(file)
-    click.echo(f"OK {file}: schema {s.name!r}, {len(s.attributes)} attributes, "
-               f"{len(s.conditions)} conditions, {len(s.channels)} channels, "
-               f"{len(s.panels)} panels (sha256 {s.sha256[:16]})")
+    click.echo(
+        f"OK {file}: schema {s.name!r}, {len(s.attributes)} attributes, "
+        f"{len(s.conditions)} conditions, {len(s.channels)} channels, "
+        f"{len(s.panels)} panels (sha256 {s.sha256[:16]})"
+    )
 
 
 @schema.command("list")

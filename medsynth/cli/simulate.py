@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import click
 
-from medsynth.cli.options import out_option, overwrite_option, progress_option, schema_option, seed_option
+from medsynth.cli.options import (
+    out_option,
+    overwrite_option,
+    progress_option,
+    schema_option,
+    seed_option,
+)
 
 
 @click.command()
 @schema_option(default="general-adult")
-@click.option("--patients", "n_patients", type=click.IntRange(min=1), default=1000,
-              show_default=True, help="Number of patients.")
+@click.option(
+    "--patients",
+    "n_patients",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Number of patients.",
+)
 @out_option("Output folder.")
-@click.option("--format", "fmt", type=click.Choice(["ndjson", "bundle", "cohort"]),
-              default="ndjson", show_default=True,
-              help="FHIR bulk ndjson, FHIR transaction Bundles, or a cohort folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "bundle", "cohort"]),
+    default="ndjson",
+    show_default=True,
+    help="FHIR bulk ndjson, FHIR transaction Bundles, or a cohort folder.",
+)
 @seed_option
 @overwrite_option
 @progress_option
@@ -33,7 +50,15 @@ def simulate(schema, n_patients, out, fmt, seed, overwrite, progress) -> None:
         return
     from medsynth.fhir.write import write_fhir
 
-    manifest = write_fhir(cohort, out, format=fmt, seed=seed, overwrite=overwrite,
-                          progress=progress, manifest_extra={"source": "medsynth simulate"})
-    click.echo(f"{cohort.n_patients} simulated patients, {manifest.total} FHIR resources "
-               f"written to {out}")
+    manifest = write_fhir(
+        cohort,
+        out,
+        format=fmt,
+        seed=seed,
+        overwrite=overwrite,
+        progress=progress,
+        manifest_extra={"source": "medsynth simulate"},
+    )
+    click.echo(
+        f"{cohort.n_patients} simulated patients, {manifest.total} FHIR resources written to {out}"
+    )

@@ -7,6 +7,13 @@ data. :func:`load_schema` validates a file against ``schemas/dataset.schema.json
 semantic rules, collecting every problem with its JSON path before raising once.
 """
 
+from medsynth.schema.load import (
+    load_json_schema,
+    load_schema,
+    parse_schema,
+    schemas_dir,
+    shipped_schemas,
+)
 from medsynth.schema.model import (
     Attribute,
     Category,
@@ -16,13 +23,6 @@ from medsynth.schema.model import (
     Limits,
     Panel,
     TimeSpec,
-)
-from medsynth.schema.load import (
-    load_json_schema,
-    load_schema,
-    parse_schema,
-    shipped_schemas,
-    schemas_dir,
 )
 
 __all__ = [

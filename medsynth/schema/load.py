@@ -94,7 +94,9 @@ def load_schema(source: str | Path) -> DatasetSchema:
         path = shipped_schemas()[str(source)]
     if not path.is_file():
         names = ", ".join(shipped_schemas()) or "none"
-        raise SchemaError(str(source), [Problem("$", f"no such file or shipped schema (shipped: {names})")])
+        raise SchemaError(
+            str(source), [Problem("$", f"no such file or shipped schema (shipped: {names})")]
+        )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -138,7 +140,9 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
         if "normal" in c:
             lo, hi = c["normal"]
             if not c["min"] <= lo < hi <= c["max"]:
-                yield Problem(f"{where}.normal", f"[{lo}, {hi}] must be increasing and inside [min, max]")
+                yield Problem(
+                    f"{where}.normal", f"[{lo}, {hi}] must be increasing and inside [min, max]"
+                )
     in_panel: list[str] = []
     channel_names = {c["name"] for c in channels}
     for i, p in enumerate(panels):
@@ -157,7 +161,9 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("$.time", "anchor 'fixed_date' needs 'anchor_date'")
     lim = doc["limits"]
     if lim["max_events_total"] < lim["max_events_per_channel"] and len(channels) == 1:
-        yield Problem("$.limits", "max_events_total is below max_events_per_channel of the only channel")
+        yield Problem(
+            "$.limits", "max_events_total is below max_events_per_channel of the only channel"
+        )
 
 
 def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
@@ -172,7 +178,9 @@ def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
         "Patient.deceased": ("boolean",),
     }[home]
     if kind not in expected:
-        yield Problem(f"{where}.type", f"{home} holds a {' or '.join(expected)} attribute, not {kind}")
+        yield Problem(
+            f"{where}.type", f"{home} holds a {' or '.join(expected)} attribute, not {kind}"
+        )
     if kind == "categorical":
         values = [c if isinstance(c, str) else c["value"] for c in a.get("categories", [])]
         for v in _duplicates(values):
@@ -180,12 +188,16 @@ def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
         if home == "Patient.gender":
             for j, v in enumerate(values):
                 if v not in FHIR_GENDERS:
-                    yield Problem(f"{where}.categories[{j}]",
-                                  f"{v!r} is not a FHIR administrative gender ({', '.join(FHIR_GENDERS)})")
+                    yield Problem(
+                        f"{where}.categories[{j}]",
+                        f"{v!r} is not a FHIR administrative gender ({', '.join(FHIR_GENDERS)})",
+                    )
         if home == "Patient.address.zip3":
             for j, v in enumerate(values):
                 if not (len(v) == 3 and v.isdigit()):
-                    yield Problem(f"{where}.categories[{j}]", f"{v!r} is not a three-digit ZIP prefix")
+                    yield Problem(
+                        f"{where}.categories[{j}]", f"{v!r} is not a three-digit ZIP prefix"
+                    )
     if kind == "numeric" and not a["min"] < a["max"]:
         yield Problem(where, f"min {a['min']} must be below max {a['max']}")
     if kind == "date":
@@ -201,7 +213,9 @@ def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
 def _category(c: str | dict[str, Any]) -> Category:
     if isinstance(c, str):
         return Category(value=c)
-    return Category(value=c["value"], code=c.get("code"), system=c.get("system"), display=c.get("display"))
+    return Category(
+        value=c["value"], code=c.get("code"), system=c.get("system"), display=c.get("display")
+    )
 
 
 def _build(doc: dict[str, Any]) -> DatasetSchema:
@@ -215,12 +229,19 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
         timezone=t.get("timezone", "+00:00"),
     )
     lim = doc["limits"]
-    limits = Limits(lim["max_events_per_channel"], lim["max_events_total"], lim.get("max_conditions"))
+    limits = Limits(
+        lim["max_events_per_channel"], lim["max_events_total"], lim.get("max_conditions")
+    )
     attributes = tuple(
         Attribute(
-            name=a["name"], type=a["type"], fhir=a["fhir"],
+            name=a["name"],
+            type=a["type"],
+            fhir=a["fhir"],
             categories=tuple(_category(c) for c in a.get("categories", [])),
-            min=a.get("min"), max=a.get("max"), unit=a.get("unit"), decimals=a.get("decimals"),
+            min=a.get("min"),
+            max=a.get("max"),
+            unit=a.get("unit"),
+            decimals=a.get("decimals"),
             description=a.get("description", ""),
         )
         for a in doc["attributes"]
@@ -231,22 +252,42 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
     )
     channels = tuple(
         Channel(
-            name=c["name"], code=c["code"], display=c["display"], unit=c["unit"],
-            min=float(c["min"]), max=float(c["max"]), category=c["category"],
-            aliases=tuple(c.get("aliases", [])), unit_aliases=tuple(c.get("unit_aliases", [])),
+            name=c["name"],
+            code=c["code"],
+            display=c["display"],
+            unit=c["unit"],
+            min=float(c["min"]),
+            max=float(c["max"]),
+            category=c["category"],
+            aliases=tuple(c.get("aliases", [])),
+            unit_aliases=tuple(c.get("unit_aliases", [])),
             normal=tuple(c["normal"]) if "normal" in c else None,  # type: ignore[arg-type]
-            decimals=c.get("decimals"), description=c.get("description", ""),
+            decimals=c.get("decimals"),
+            description=c.get("description", ""),
         )
         for c in doc["channels"]
     )
     panels = tuple(
-        Panel(p["name"], p["code"], p["display"], p["category"], tuple(p["components"]),
-              tuple(p.get("aliases", [])))
+        Panel(
+            p["name"],
+            p["code"],
+            p["display"],
+            p["category"],
+            tuple(p["components"]),
+            tuple(p.get("aliases", [])),
+        )
         for p in doc.get("panels", [])
     )
     return DatasetSchema(
-        name=doc["name"], time=time, limits=limits, attributes=attributes,
-        condition_system=doc["conditions"]["system"], conditions=conditions,
-        channels=channels, panels=panels, title=doc.get("title", ""),
-        description=doc.get("description", ""), raw=json.loads(json.dumps(doc)),
+        name=doc["name"],
+        time=time,
+        limits=limits,
+        attributes=attributes,
+        condition_system=doc["conditions"]["system"],
+        conditions=conditions,
+        channels=channels,
+        panels=panels,
+        title=doc.get("title", ""),
+        description=doc.get("description", ""),
+        raw=json.loads(json.dumps(doc)),
     )

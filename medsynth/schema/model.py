@@ -164,7 +164,9 @@ class DatasetSchema:
 
     def canonical_json(self) -> bytes:
         """Sorted-key, compact UTF-8 JSON of the document: stable across runs and machines."""
-        return json.dumps(self.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            self.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
 
     @cached_property
     def sha256(self) -> str:

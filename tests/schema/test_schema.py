@@ -17,8 +17,13 @@ def test_shipped_schemas_load(general_schema, liver_schema):
     assert general_schema.panel_by_code["85354-9"].components == ("systolic_bp", "diastolic_bp")
     assert general_schema.channel_by_code["2160-0"].name == "creatinine"  # alias
     assert liver_schema.condition_system == "http://hl7.org/fhir/sid/icd-10-cm"
-    assert general_schema.attribute_by_fhir["us-core-race"].category_for_code("2106-3").value == "white"
-    assert general_schema.attribute_by_name["state"].category_for_code("Massachusetts").value == "MA"
+    assert (
+        general_schema.attribute_by_fhir["us-core-race"].category_for_code("2106-3").value
+        == "white"
+    )
+    assert (
+        general_schema.attribute_by_name["state"].category_for_code("Massachusetts").value == "MA"
+    )
 
 
 def test_schema_hash_is_stable(general_schema):
@@ -55,12 +60,19 @@ def test_structural_problems_are_all_reported_with_paths():
 
 def test_semantic_problems_are_all_reported():
     doc = minimal_doc()
-    doc["channels"][0]["min"] = 700                      # min above max
-    doc["channels"][1]["code"] = "2339-0"                # duplicate LOINC code
+    doc["channels"][0]["min"] = 700  # min above max
+    doc["channels"][1]["code"] = "2339-0"  # duplicate LOINC code
     doc["attributes"][0]["categories"] = ["female", "woman"]  # not a FHIR gender
-    doc["panels"] = [{"name": "bp", "code": "85354-9", "display": "BP", "category": "vital-signs",
-                      "components": ["systolic_bp"]}]  # unknown channel
-    doc["time"]["anchor"] = "fixed_date"                 # without anchor_date
+    doc["panels"] = [
+        {
+            "name": "bp",
+            "code": "85354-9",
+            "display": "BP",
+            "category": "vital-signs",
+            "components": ["systolic_bp"],
+        }
+    ]  # unknown channel
+    doc["time"]["anchor"] = "fixed_date"  # without anchor_date
     problems = _problems(doc)
     joined = "\n".join(problems)
     assert "$.channels[0]: min 700 must be below max 600" in joined
@@ -73,8 +85,9 @@ def test_semantic_problems_are_all_reported():
 
 def test_bad_home_for_type_and_duplicate_names():
     doc = minimal_doc()
-    doc["attributes"].append({"name": "glucose", "type": "numeric", "fhir": "Patient.gender",
-                              "min": 0, "max": 1})
+    doc["attributes"].append(
+        {"name": "glucose", "type": "numeric", "fhir": "Patient.gender", "min": 0, "max": 1}
+    )
     problems = "\n".join(_problems(doc))
     assert "name 'glucose' is used more than once" in problems
     assert "two attributes map to the same FHIR element 'Patient.gender'" in problems
