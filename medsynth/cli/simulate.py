@@ -42,16 +42,18 @@ def simulate(schema, n_patients, out, fmt, seed, overwrite, progress) -> None:
     autocorrelated and visits irregular. Deterministic for a seed.
     """
     from medsynth.simulate import simulate as run
+    from medsynth.simulate import simulate_chunks
 
-    cohort = run(schema, n_patients, random_state=seed)
     if fmt == "cohort":
+        cohort = run(schema, n_patients, random_state=seed)
         cohort.save(out, overwrite=overwrite)
         click.echo(f"{cohort.n_patients} simulated patients written as a cohort folder to {out}")
         return
     from medsynth.fhir.write import write_fhir
 
+    # Chunks stream through the writer, so memory stays flat however many patients are asked.
     manifest = write_fhir(
-        cohort,
+        simulate_chunks(schema, n_patients, random_state=seed),
         out,
         format=fmt,
         seed=seed,
@@ -60,5 +62,5 @@ def simulate(schema, n_patients, out, fmt, seed, overwrite, progress) -> None:
         manifest_extra={"source": "medsynth simulate"},
     )
     click.echo(
-        f"{cohort.n_patients} simulated patients, {manifest.total} FHIR resources written to {out}"
+        f"{n_patients} simulated patients, {manifest.total} FHIR resources written to {out}"
     )

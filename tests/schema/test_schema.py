@@ -113,3 +113,22 @@ def test_invalid_calendar_date_is_caught():
     doc = minimal_doc()
     doc["time"]["output_start"] = "2022-02-30"
     assert any(p.startswith("$.time.output_start:") for p in _problems(doc))
+
+
+def test_date_attribute_takes_date_bounds_and_numeric_takes_numbers():
+    doc = minimal_doc()
+    doc["attributes"] = [a for a in doc["attributes"] if a["fhir"] != "Patient.birthDate"]
+    doc["attributes"].append(
+        {"name": "birth", "type": "date", "fhir": "Patient.birthDate",
+         "min": "1900-01-01", "max": "2020-12-31"}
+    )
+    birth = parse_schema(doc).attribute_by_name["birth"]
+    assert (birth.type, birth.min, birth.max) == ("date", "1900-01-01", "2020-12-31")
+    doc["attributes"][-1]["min"] = 5
+    with pytest.raises(SchemaError, match=r"\$\.attributes\[1\]\.min"):
+        parse_schema(doc)
+    numeric = minimal_doc()
+    age = next(a for a in numeric["attributes"] if a["type"] == "numeric")
+    age["max"] = "120"
+    with pytest.raises(SchemaError, match=r"\.max: '120' is not of type 'number'"):
+        parse_schema(numeric)
