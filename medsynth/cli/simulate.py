@@ -61,6 +61,4 @@ def simulate(schema, n_patients, out, fmt, seed, overwrite, progress) -> None:
         progress=progress,
         manifest_extra={"source": "medsynth simulate"},
     )
-    click.echo(
-        f"{n_patients} simulated patients, {manifest.total} FHIR resources written to {out}"
-    )
+    click.echo(f"{n_patients} simulated patients, {manifest.total} FHIR resources written to {out}")
