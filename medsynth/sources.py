@@ -62,12 +62,13 @@ def open_source(
                 f"({schema.sha256[:12]}); drop --schema or re-run ingest"
             )
         return OpenedSource(cohort, "cohort folder")
-    if schema is None:
-        raise DataError("reading FHIR or tables needs --schema")
     if len(paths) == 1 and is_tables_dir(paths[0]):
         from medsynth.tabular import read_tables
 
-        return OpenedSource(read_tables(paths[0], schema), "cohort tables")
+        cohort, _ = read_tables(paths[0], schema, strict=strict)
+        return OpenedSource(cohort, "cohort tables")
+    if schema is None:
+        raise DataError("reading FHIR needs --schema (a schema file or a shipped schema name)")
     from medsynth.fhir.read import read_fhir
 
     result = read_fhir(paths, schema, strict=strict, progress=progress)

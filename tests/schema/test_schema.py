@@ -119,8 +119,13 @@ def test_date_attribute_takes_date_bounds_and_numeric_takes_numbers():
     doc = minimal_doc()
     doc["attributes"] = [a for a in doc["attributes"] if a["fhir"] != "Patient.birthDate"]
     doc["attributes"].append(
-        {"name": "birth", "type": "date", "fhir": "Patient.birthDate",
-         "min": "1900-01-01", "max": "2020-12-31"}
+        {
+            "name": "birth",
+            "type": "date",
+            "fhir": "Patient.birthDate",
+            "min": "1900-01-01",
+            "max": "2020-12-31",
+        }
     )
     birth = parse_schema(doc).attribute_by_name["birth"]
     assert (birth.type, birth.min, birth.max) == ("date", "1900-01-01", "2020-12-31")
