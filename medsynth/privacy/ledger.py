@@ -1,0 +1,486 @@
+"""The privacy budget ledger: an append-only, hash-chained record of every DP release.
+
+One JSON Lines file holds, for every source dataset (keyed by its fingerprint,
+``Cohort.source.fingerprint``), the caps set on it and every release charged to it. Each line is
+one :class:`LedgerEvent` in canonical JSON (sorted keys, no whitespace) whose ``hash`` is the
+SHA-256 of its other fields and whose ``prev_hash`` is the SHA-256 of the previous line's bytes
+(64 zeros for the first line). A sidecar ``<ledger>.head`` file names the number of lines and
+the last line's hash, so a ledger cut back to fewer whole lines (or restored from an old copy)
+is detected too. Any edited byte, deleted, reordered or torn line raises
+:class:`~medsynth.errors.LedgerIntegrityError`; the ledger is never repaired and reading never
+modifies it. Appends take a file lock (``<ledger>.lock``) around read, verify and write, write
+one complete line with ``O_APPEND`` and fsync it, so concurrent runs lose nothing.
+
+Composition is basic: a dataset's spent epsilon is the sum of its charged epsilons and its spent
+delta the sum of the deltas. This is a valid upper bound for any mix of mechanisms and
+accountants, simple to check by hand, and conservative. A dataset without a cap may be charged
+(the spend is still recorded); ``medsynth budget show`` says it is uncapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from medsynth.errors import BudgetError, LedgerIntegrityError, MedsynthError
+from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
+from medsynth.report.canonical import NotCanonicalError, canonical_json
+
+__all__ = ["EVENT_TYPES", "BudgetSummary", "Ledger", "LedgerEvent", "default_ledger_path"]
+
+EVENT_TYPES = ("cap", "charge", "artifact")
+GENESIS = "0" * 64
+_FIELDS = {"id", "type", "dataset", "time", "payload", "prev_hash", "hash"}
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_REPAIR = (
+    "medsynth never repairs a ledger: restore it from a copy you trust, or start a new "
+    "ledger and carry the spent budget over by hand"
+)
+
+
+def default_ledger_path() -> Path:
+    """``$MEDSYNTH_LEDGER``, else ``$XDG_DATA_HOME/medsynth/ledger.jsonl``, else
+    ``~/.local/share/medsynth/ledger.jsonl``."""
+    env = os.environ.get("MEDSYNTH_LEDGER")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "medsynth" / "ledger.jsonl"
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One line of the ledger.
+
+    Attributes:
+        id: random 32-hex identifier.
+        type: ``cap`` (payload ``epsilon``, ``label``), ``charge`` (the privacy record's fields
+            plus ``label``) or ``artifact`` (``charge_id``, ``artifact_sha256``).
+        dataset: the dataset fingerprint.
+        time: UTC time of the append, ISO 8601.
+        payload: the event's data (see ``type``).
+        prev_hash: SHA-256 of the previous line's bytes (64 zeros for the first line).
+        hash: SHA-256 of the canonical JSON of all other fields.
+    """
+
+    id: str
+    type: str
+    dataset: str
+    time: str
+    payload: dict[str, Any] = field(hash=False)
+    prev_hash: str
+    hash: str
+
+    @property
+    def epsilon(self) -> float:
+        """The epsilon of a cap or charge event (0 for artifact events)."""
+        return float(self.payload.get("epsilon", 0.0)) if self.type != "artifact" else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "dataset": self.dataset,
+            "time": self.time,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True)
+class BudgetSummary:
+    """Where one dataset stands: its cap, what was spent, what is left."""
+
+    dataset: str
+    cap: float | None
+    spent_epsilon: float
+    spent_delta: float
+    charges: int
+
+    @property
+    def remaining(self) -> float | None:
+        """Epsilon left under the cap (never negative), or None when uncapped."""
+        return None if self.cap is None else max(0.0, self.cap - self.spent_epsilon)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "cap": self.cap,
+            "spent_epsilon": self.spent_epsilon,
+            "spent_delta": self.spent_delta,
+            "charges": self.charges,
+            "remaining": self.remaining,
+            "composition": COMPOSITION,
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_dataset(dataset: Any) -> str:
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise MedsynthError(
+            f"dataset fingerprint {dataset!r} is empty; a cohort's fingerprint is "
+            "Cohort.source.fingerprint (ingest or load the cohort to get one)"
+        )
+    return dataset
+
+
+def _check_epsilon(epsilon: Any, what: str) -> float:
+    if (
+        isinstance(epsilon, bool)
+        or not isinstance(epsilon, (int, float))
+        or not (0 < epsilon < float("inf"))
+    ):
+        raise MedsynthError(f"{what} must be a finite number > 0, got {epsilon!r}")
+    return float(epsilon)
+
+
+class Ledger:
+    """The budget ledger stored at ``path`` (default: :func:`default_ledger_path`).
+
+    Every reading method verifies the whole chain first and raises
+    :class:`~medsynth.errors.LedgerIntegrityError` on any inconsistency. Writing methods create
+    the file (and its folders) on first use.
+
+    Example:
+        >>> book = Ledger(tmp_path / "ledger.jsonl")  # doctest: +SKIP
+        >>> book.set_cap(cohort.source.fingerprint, 3.0)  # doctest: +SKIP
+        >>> book.charge(cohort.source.fingerprint, record)  # before training  # doctest: +SKIP
+    """
+
+    lock_timeout_s: float = 120.0
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_ledger_path()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    @property
+    def head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- reading -------------------------------------------------------------------------------
+    def verify(self) -> int:
+        """Check the whole ledger; return its number of events."""
+        return len(self._load())
+
+    def events(self, dataset: str | None = None) -> list[LedgerEvent]:
+        """All events in order, or those of one dataset."""
+        events = self._load()
+        return events if dataset is None else [e for e in events if e.dataset == dataset]
+
+    def datasets(self) -> list[str]:
+        """Fingerprints of every dataset the ledger names, in order of first appearance."""
+        return list(dict.fromkeys(e.dataset for e in self._load()))
+
+    def cap(self, dataset: str) -> float | None:
+        """The dataset's epsilon cap (the latest one set), or None when uncapped."""
+        return _summary(self._load(), dataset).cap
+
+    def spent(self, dataset: str) -> float:
+        """Sum of the epsilons charged to the dataset (basic composition)."""
+        return _summary(self._load(), dataset).spent_epsilon
+
+    def summary(self, dataset: str) -> BudgetSummary:
+        """Cap, spent epsilon and delta, and number of charges of one dataset."""
+        return _summary(self._load(), dataset)
+
+    def summaries(self) -> list[BudgetSummary]:
+        """One :class:`BudgetSummary` per dataset named in the ledger."""
+        events = self._load()
+        return [_summary(events, d) for d in dict.fromkeys(e.dataset for e in events)]
+
+    def check(self, dataset: str, epsilon: float) -> None:
+        """Raise :class:`~medsynth.errors.BudgetError` if ``epsilon`` more would pass the cap."""
+        _check_budget(self._load(), _check_dataset(dataset), _check_epsilon(epsilon, "epsilon"))
+
+    # -- writing -------------------------------------------------------------------------------
+    def set_cap(self, dataset: str, epsilon: float, *, label: str = "") -> LedgerEvent:
+        """Set (or change) the dataset's total epsilon cap; the latest cap is the one in force."""
+        payload = {"epsilon": _check_epsilon(epsilon, "cap epsilon"), "label": str(label)}
+        dataset = _check_dataset(dataset)
+        return self._append("cap", payload, lambda events: dataset)
+
+    def charge(self, dataset: str, record: PrivacyRecord, *, label: str = "") -> LedgerEvent:
+        """Charge a release to the dataset before it is run, refusing it if over the cap.
+
+        The budget check and the append happen under one file lock, so two concurrent runs
+        cannot both fit into the same remaining budget.
+
+        Raises:
+            BudgetError: the charge would take the spent epsilon above the cap (nothing written).
+        """
+        if not isinstance(record, PrivacyRecord):
+            raise MedsynthError(f"charge needs a PrivacyRecord, got {type(record).__name__}")
+        dataset = _check_dataset(dataset)
+        payload = {**record.to_dict(), "label": str(label)}
+
+        def prepare(events: list[LedgerEvent]) -> str:
+            _check_budget(events, dataset, record.epsilon)
+            return dataset
+
+        return self._append("charge", payload, prepare)
+
+    def attach_artifact(self, charge_id: str, artifact_sha256: str) -> LedgerEvent:
+        """Record the hash of the artifact a charge produced (once per charge)."""
+        if not isinstance(artifact_sha256, str) or not _HEX64.fullmatch(artifact_sha256):
+            raise MedsynthError(
+                f"artifact hash {artifact_sha256!r} is not 64 lowercase hex digits (a SHA-256)"
+            )
+
+        def prepare(events: list[LedgerEvent]) -> str:
+            charges = {e.id: e for e in events if e.type == "charge"}
+            if charge_id not in charges:
+                raise MedsynthError(
+                    f"no charge with id {charge_id!r} in {self.path}; attach "
+                    "the artifact to the id that charge() returned"
+                )
+            if any(e.type == "artifact" and e.payload["charge_id"] == charge_id for e in events):
+                raise MedsynthError(f"charge {charge_id!r} already has an artifact attached")
+            return charges[charge_id].dataset
+
+        payload = {"charge_id": charge_id, "artifact_sha256": artifact_sha256}
+        return self._append("artifact", payload, prepare)
+
+    # -- file handling -------------------------------------------------------------------------
+    def _load(self) -> list[LedgerEvent]:
+        if not self.path.parent.is_dir():
+            self._check_missing()
+            return []
+        with self._locked():
+            return self._read()[0]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = FileLock(str(self.lock_path), timeout=self.lock_timeout_s)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise MedsynthError(
+                f"{self.path} is locked by another medsynth run (lock file {self.lock_path}) for "
+                f"more than {self.lock_timeout_s:g} s; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _check_missing(self) -> None:
+        if self.head_path.exists():
+            raise LedgerIntegrityError(
+                f"{self.path} is missing but {self.head_path} records events: the ledger was "
+                f"deleted or moved; {_REPAIR}"
+            )
+
+    def _read(self) -> tuple[list[LedgerEvent], str, int]:
+        """Parse and verify the file: (events, hash of the last line, number of lines)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            self._check_missing()
+            return [], GENESIS, 0
+        except OSError as exc:
+            raise MedsynthError(f"cannot read the ledger {self.path}: {exc}") from None
+        events, lines = _parse(data, self.path)
+        _check_head(self.head_path, lines, self.path)
+        return events, (_sha(lines[-1]) if lines else GENESIS), len(lines)
+
+    def _append(
+        self, type_: str, payload: dict[str, Any], prepare: Callable[[list[LedgerEvent]], str]
+    ) -> LedgerEvent:
+        """Under the lock: read and verify, let ``prepare`` check and name the dataset, append."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            events, prev, count = self._read()
+            dataset = prepare(events)
+            body = {
+                "id": uuid.uuid4().hex,
+                "type": type_,
+                "dataset": dataset,
+                "time": _now(),
+                "payload": payload,
+                "prev_hash": prev,
+            }
+            body["hash"] = _sha(canonical_json(body))
+            line = canonical_json(body)
+            _append_line(self.path, line, created=count == 0)
+            _write_head(self.head_path, count + 1, _sha(line))
+        return LedgerEvent(**body)
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+def _summary(events: list[LedgerEvent], dataset: str) -> BudgetSummary:
+    cap: float | None = None
+    spent, spent_delta, charges = 0.0, 0.0, 0
+    for e in events:
+        if e.dataset != dataset:
+            continue
+        if e.type == "cap":
+            cap = float(e.payload["epsilon"])
+        elif e.type == "charge":
+            spent += float(e.payload["epsilon"])
+            spent_delta += float(e.payload["delta"])
+            charges += 1
+    return BudgetSummary(dataset, cap, spent, spent_delta, charges)
+
+
+def _check_budget(events: list[LedgerEvent], dataset: str, epsilon: float) -> None:
+    s = _summary(events, dataset)
+    if s.cap is None or s.spent_epsilon + epsilon <= s.cap * (1 + 1e-12):
+        return
+    left = s.remaining or 0.0
+    raise BudgetError(
+        f"privacy budget refused for dataset {dataset}: requested epsilon {epsilon:.6g}, "
+        f"already spent {s.spent_epsilon:.6g} of its cap {s.cap:.6g} ({left:.6g} left); "
+        f"nothing was run. Ask for epsilon <= {left:.6g}, or, if the data owner agrees, raise "
+        f"the cap with `medsynth budget cap {dataset} --epsilon E`"
+    )
+
+
+def _parse(data: bytes, path: Path) -> tuple[list[LedgerEvent], list[bytes]]:
+    if not data:
+        return [], []
+    if not data.endswith(b"\n"):
+        raise LedgerIntegrityError(
+            f"{path}: the last line is incomplete (no line end after byte {len(data)}): the "
+            f"ledger was truncated or a write was cut off; {_REPAIR}"
+        )
+    lines = data[:-1].split(b"\n")
+    events: list[LedgerEvent] = []
+    charges: set[str] = set()
+    prev = GENESIS
+    for number, line in enumerate(lines, start=1):
+        event = _parse_line(line, f"{path}, line {number}")
+        if event.prev_hash != prev:
+            raise LedgerIntegrityError(
+                f"{path}, line {number}: prev_hash does not match the line before it: a line "
+                f"was deleted, inserted or reordered; {_REPAIR}"
+            )
+        if event.type == "artifact" and event.payload.get("charge_id") not in charges:
+            raise LedgerIntegrityError(
+                f"{path}, line {number}: artifact event names no earlier charge; {_REPAIR}"
+            )
+        if event.type == "charge":
+            charges.add(event.id)
+        events.append(event)
+        prev = _sha(line)
+    return events, lines
+
+
+def _parse_line(line: bytes, where: str) -> LedgerEvent:
+    def bad(why: str) -> LedgerIntegrityError:
+        return LedgerIntegrityError(f"{where}: {why}; {_REPAIR}")
+
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except ValueError:
+        raise bad("not a JSON object (edited or torn)") from None
+    if not isinstance(obj, dict) or set(obj) != _FIELDS:
+        raise bad(f"expected exactly the fields {sorted(_FIELDS)}")
+    try:
+        canonical = canonical_json(obj)
+    except NotCanonicalError as exc:
+        raise bad(f"holds a value JSON cannot carry ({exc})") from None
+    if canonical != line:
+        raise bad("not in canonical form (edited)")
+    body = {k: v for k, v in obj.items() if k != "hash"}
+    if _sha(canonical_json(body)) != obj["hash"]:
+        raise bad("content does not match its hash (edited)")
+    if obj["type"] not in EVENT_TYPES or not isinstance(obj["payload"], dict):
+        raise bad(f"unknown event type {obj['type']!r} or payload not an object")
+    if not all(isinstance(obj[k], str) for k in ("id", "dataset", "time", "prev_hash")):
+        raise bad("id, dataset, time and prev_hash must be strings")
+    _check_payload(obj["type"], obj["payload"], bad)
+    return LedgerEvent(**obj)
+
+
+def _check_payload(type_: str, payload: dict[str, Any], bad) -> None:
+    def number(key: str, high: float) -> bool:
+        v = payload.get(key)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < high
+
+    if type_ in ("cap", "charge") and not number("epsilon", float("inf")):
+        raise bad(f"{type_} event without a positive epsilon")
+    if type_ == "charge" and not number("delta", 1.0):
+        raise bad("charge event without a delta in (0, 1)")
+    if type_ == "artifact" and not (
+        isinstance(payload.get("charge_id"), str)
+        and isinstance(payload.get("artifact_sha256"), str)
+    ):
+        raise bad("artifact event without charge_id and artifact_sha256")
+
+
+def _check_head(head_path: Path, lines: list[bytes], path: Path) -> None:
+    try:
+        raw = head_path.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        head = json.loads(raw)
+        count, last = int(head["events"]), str(head["last_hash"])
+    except (ValueError, KeyError, TypeError):
+        raise LedgerIntegrityError(f"{head_path}: unreadable ledger head file; {_REPAIR}") from None
+    if count > len(lines) or count < 1 or _sha(lines[count - 1]) != last:
+        raise LedgerIntegrityError(
+            f"{path} holds {len(lines)} lines but its head file {head_path.name} records "
+            f"{count} ending in hash {last[:16]}: the ledger was cut back or restored from an "
+            f"old copy; {_REPAIR}"
+        )
+
+
+def _append_line(path: Path, line: bytes, *, created: bool) -> None:
+    data = line + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(fd, data) != len(data):
+            raise MedsynthError(
+                f"{path}: short write (disk full?); the last line is torn and "
+                "the ledger will be refused until restored"
+            )
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_dir(path.parent)
+
+
+def _write_head(head_path: Path, count: int, last_hash: str) -> None:
+    from medsynth._io import atomic_write_bytes
+
+    atomic_write_bytes(head_path, canonical_json({"events": count, "last_hash": last_hash}))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
