@@ -1,0 +1,279 @@
+"""The token vocabulary of a dataset schema: every token a patient sequence can hold.
+
+A patient is the sequence ``BOS, prefix, events, EOS``. The prefix has one *slot* per static
+attribute and one per schema condition, each filled by exactly one token of that slot (a
+category, a numeric or date bin, "missing"; for a condition "absent", "present at time zero"
+or "onset in bin k"). The event part is a run of visits: a time-gap token opens a visit, then
+one channel-value token (channel and value bin in one token) per observation, channels in schema
+order. The vocabulary is built from the schema and :class:`EncodingConfig` alone; it is never
+fitted, so two cohorts under one schema always share it byte for byte (see :meth:`to_bytes`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from medsynth.encoding.bins import equal_edges, gap_edges, value_edges
+from medsynth.errors import DataError
+from medsynth.schema import Attribute, DatasetSchema
+
+__all__ = ["EncodingConfig", "Slot", "Vocabulary", "build_vocabulary", "date_to_days"]
+
+PAD, BOS, EOS = 0, 1, 2
+# Token kinds (Vocabulary.token_kind).
+SPECIAL, ATTRIBUTE, CONDITION, GAP, VALUE, END = range(6)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """Bin counts of the encoding; with the schema they fix the vocabulary."""
+
+    value_core_bins: int = 14
+    value_low_bins: int = 3
+    value_high_bins: int = 7
+    attribute_bins: int = 16
+    gap_bins: int = 20
+    onset_bins: int = 8
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EncodingConfig:
+        unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise DataError(f"encoding config has unknown field(s) {unknown}")
+        return cls(**{k: int(v) for k, v in doc.items()})
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A prefix position (one attribute or condition) or the event part, with its tokens."""
+
+    kind: str  # "attribute", "condition" or "event"
+    name: str
+    first: int  # first token id (attribute/condition slots hold a contiguous range)
+    size: int
+
+
+def date_to_days(values: Any) -> np.ndarray:
+    """Days since 1970-01-01 of datetime-like values (NaN where missing)."""
+    import pandas as pd
+
+    ts = pd.to_datetime(pd.Series(values), errors="coerce")
+    days = (ts - pd.Timestamp(_EPOCH)) / pd.Timedelta(days=1)
+    return days.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _attribute_edges(attr: Attribute, n_bins: int) -> np.ndarray | None:
+    if attr.type == "numeric":
+        return equal_edges(float(attr.min), float(attr.max), n_bins, attr.decimals)
+    if attr.type == "date":
+        lo, hi = attr.date_bounds()
+        return equal_edges((lo - _EPOCH).days, (hi - _EPOCH).days, n_bins, 0)
+    return None
+
+
+def _attribute_labels(attr: Attribute, edges: np.ndarray | None) -> list[str]:
+    if attr.type == "categorical":
+        return list(attr.values)
+    if attr.type == "boolean":
+        return ["false", "true"]
+    assert edges is not None
+    return [f"[{edges[i]:g},{edges[i + 1]:g})" for i in range(len(edges) - 1)]
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Tokens, slots and bin edges derived from one schema; see the module docstring."""
+
+    schema: DatasetSchema
+    config: EncodingConfig
+    tokens: tuple[str, ...]
+    slots: tuple[Slot, ...]
+    attribute_edges: dict[str, np.ndarray] = field(repr=False)
+    value_edges: dict[str, np.ndarray] = field(repr=False)
+    gap_edges: np.ndarray = field(repr=False)
+    onset_edges: np.ndarray = field(repr=False)
+    gap_first: int = 0
+    value_first: dict[str, int] = field(default_factory=dict, repr=False)
+
+    # -- sizes and positions --------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_prefix(self) -> int:
+        """Attribute and condition slots (the prefix length)."""
+        return len(self.slots) - 1
+
+    @property
+    def event_slot(self) -> int:
+        """Slot id of the event part (slot ids start at 1; 0 means "no slot")."""
+        return len(self.slots)
+
+    @property
+    def max_len(self) -> int:
+        """Longest possible sequence: BOS, prefix, a gap and a value per event, EOS."""
+        return 2 + self.n_prefix + 2 * self.schema.limits.max_events_total
+
+    @property
+    def n_gaps(self) -> int:
+        return len(self.gap_edges) - 1
+
+    # -- per-token tables -------------------------------------------------------------------
+    @cached_property
+    def token_slot(self) -> np.ndarray:
+        """Slot id of every token (0 for PAD and BOS; the event slot for EOS, gaps, values)."""
+        out = np.zeros(self.size, dtype=np.int64)
+        for sid, slot in enumerate(self.slots, start=1):
+            if slot.kind != "event":
+                out[slot.first : slot.first + slot.size] = sid
+        out[EOS] = self.event_slot
+        out[self.gap_first :] = self.event_slot
+        return out
+
+    @cached_property
+    def token_kind(self) -> np.ndarray:
+        out = np.full(self.size, SPECIAL, dtype=np.int64)
+        for slot in self.slots:
+            kind = {"attribute": ATTRIBUTE, "condition": CONDITION}.get(slot.kind)
+            if kind is not None:
+                out[slot.first : slot.first + slot.size] = kind
+        out[self.gap_first : self.gap_first + self.n_gaps] = GAP
+        out[self.gap_first + self.n_gaps :] = VALUE
+        out[EOS] = END
+        return out
+
+    @cached_property
+    def token_channel(self) -> np.ndarray:
+        """Channel index of each value token, -1 elsewhere."""
+        out = np.full(self.size, -1, dtype=np.int64)
+        for i, name in enumerate(self.schema.channel_names):
+            first = self.value_first[name]
+            out[first : first + len(self.value_edges[name]) - 1] = i
+        return out
+
+    @cached_property
+    def token_bin(self) -> np.ndarray:
+        """Index of each token inside its slot or channel (bin, category, gap bin)."""
+        out = np.zeros(self.size, dtype=np.int64)
+        for slot in self.slots:
+            if slot.kind != "event":
+                out[slot.first : slot.first + slot.size] = np.arange(slot.size)
+        out[self.gap_first : self.gap_first + self.n_gaps] = np.arange(self.n_gaps)
+        for name, first in self.value_first.items():
+            n = len(self.value_edges[name]) - 1
+            out[first : first + n] = np.arange(n)
+        return out
+
+    @cached_property
+    def slot_masks(self) -> np.ndarray:
+        """``[n_slots + 1, size]`` booleans: the tokens each slot may take (row 0: none)."""
+        masks = np.zeros((self.event_slot + 1, self.size), dtype=bool)
+        masks[self.token_slot, np.arange(self.size)] = True
+        masks[0, :] = False
+        return masks
+
+    @cached_property
+    def follow_mask(self) -> np.ndarray:
+        """``[size, size]`` booleans: may token ``b`` follow token ``a`` (the event grammar)?
+
+        After BOS or a prefix token: prefix tokens, a gap (opening the first visit) or EOS.
+        After a gap: a value token (no empty visit). After a value of channel ``c``: a value of
+        a channel at or after ``c`` (schema order within a visit), a gap, or EOS.
+        """
+        kind = self.token_kind
+        channel = self.token_channel
+        prefix = (kind == ATTRIBUTE) | (kind == CONDITION)
+        gaps, values = kind == GAP, kind == VALUE
+        out = np.zeros((self.size, self.size), dtype=bool)
+        opening = prefix | gaps
+        opening[EOS] = True
+        out[BOS] = opening
+        out[prefix] = opening
+        out[gaps] = values
+        for c in range(len(self.schema.channels)):
+            out[channel == c] = (values & (channel >= c)) | gaps
+            out[channel == c, EOS] = True
+        return out
+
+    # -- identity ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything that defines the encoding, as plain JSON (no data, only schema content)."""
+        return {
+            "schema_sha256": self.schema.sha256,
+            "config": self.config.to_dict(),
+            "tokens": list(self.tokens),
+            "attribute_edges": {k: v.tolist() for k, v in self.attribute_edges.items()},
+            "value_edges": {k: v.tolist() for k, v in self.value_edges.items()},
+            "gap_edges": self.gap_edges.tolist(),
+            "onset_edges": self.onset_edges.tolist(),
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def build_vocabulary(schema: DatasetSchema, config: EncodingConfig | None = None) -> Vocabulary:
+    """The vocabulary of ``schema``: a pure function of the schema and ``config``."""
+    config = config or EncodingConfig()
+    tokens: list[str] = ["<pad>", "<bos>", "<eos>"]
+    slots: list[Slot] = []
+    attr_edges: dict[str, np.ndarray] = {}
+    for attr in schema.attributes:
+        edges = _attribute_edges(attr, config.attribute_bins)
+        if edges is not None:
+            attr_edges[attr.name] = edges
+        labels = ["<missing>", *_attribute_labels(attr, edges)]
+        slots.append(Slot("attribute", attr.name, len(tokens), len(labels)))
+        tokens += [f"{attr.name}={label}" for label in labels]
+    onset = equal_edges(0.0, float(schema.time.horizon_days), config.onset_bins)
+    for cond in schema.conditions:
+        labels = ["absent", "at-start", *[f"onset{k}" for k in range(len(onset) - 1)]]
+        slots.append(Slot("condition", cond.code, len(tokens), len(labels)))
+        tokens += [f"condition:{cond.code}={label}" for label in labels]
+    gaps = gap_edges(schema.time.horizon_days, config.gap_bins)
+    gap_first = len(tokens)
+    tokens += [f"gap{k}" for k in range(len(gaps) - 1)]
+    val_edges: dict[str, np.ndarray] = {}
+    val_first: dict[str, int] = {}
+    for ch in schema.channels:
+        edges = value_edges(
+            ch.min,
+            ch.max,
+            normal=ch.normal,
+            decimals=ch.decimals,
+            n_core=config.value_core_bins,
+            n_low=config.value_low_bins,
+            n_high=config.value_high_bins,
+        )
+        val_edges[ch.name] = edges
+        val_first[ch.name] = len(tokens)
+        tokens += [f"{ch.name}:{k}" for k in range(len(edges) - 1)]
+    slots.append(Slot("event", "events", gap_first, len(tokens) - gap_first))
+    return Vocabulary(
+        schema=schema,
+        config=config,
+        tokens=tuple(tokens),
+        slots=tuple(slots),
+        attribute_edges=attr_edges,
+        value_edges=val_edges,
+        gap_edges=gaps,
+        onset_edges=onset,
+        gap_first=gap_first,
+        value_first=val_first,
+    )

@@ -1,0 +1,20 @@
+"""The patient generator: network, fitting helpers, sampler and the model artifact.
+
+Training under DP-SGD lives in :mod:`medsynth.privacy.training`; this package holds what it
+trains (:class:`PatientNetwork`), how a trained model is stored and loaded
+(:func:`load_model` returns a :class:`PatientModel` that samples and scores patients), and the
+sampler with conditional generation.
+"""
+
+from medsynth.models.artifact import PatientModel, artifact_sha256, load_model
+from medsynth.models.network import NetworkConfig, PatientNetwork
+from medsynth.models.plan import TrainConfig
+
+__all__ = [
+    "NetworkConfig",
+    "PatientModel",
+    "PatientNetwork",
+    "TrainConfig",
+    "artifact_sha256",
+    "load_model",
+]

@@ -1,0 +1,145 @@
+"""Batched ancestral sampling of patient sequences under the grammar and the schema limits.
+
+The prefix is filled slot by slot: conditioned slots first (restricted to the allowed tokens),
+then the others in schema order, each drawn from the network given everything before it. Then
+visits are drawn until ``EOS``: the event grammar of :attr:`Vocabulary.follow_mask`, the
+per-channel and total event limits and the time horizon mask what may come next, and each gap
+token's exact length is drawn inside its bin at once, so the network sees real visit times.
+Randomness comes from one CPU ``torch.Generator`` and one numpy ``Generator`` seeded together,
+so a seed gives the same patients on the same device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medsynth.encoding.decode import SampledPatients
+from medsynth.encoding.vocabulary import BOS, EOS, GAP, VALUE, Vocabulary
+from medsynth.models.conditions import ConditionPlan
+from medsynth.models.network import PatientNetwork
+
+__all__ = ["sample_batch"]
+
+
+def _draw(logits: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row by the Gumbel-max trick, noise drawn on the CPU generator."""
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float64)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-300))).to(logits.device, logits.dtype)
+    scores = (logits.float() + gumbel.float()).masked_fill(~allowed, float("-inf"))
+    return scores.argmax(dim=-1)
+
+
+def _prefix_order(vocab: Vocabulary, plan: ConditionPlan) -> list[int]:
+    fixed = list(plan.slots)
+    return fixed + [s for s in range(1, vocab.n_prefix + 1) if s not in plan.allowed]
+
+
+@torch.no_grad()
+def sample_batch(
+    net: PatientNetwork,
+    vocab: Vocabulary,
+    n: int,
+    *,
+    plan: ConditionPlan,
+    generator: torch.Generator,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> SampledPatients:
+    """Draw ``n`` patients' token sequences (raw, before decoding)."""
+    net.eval()
+    v = vocab.size
+    slot_masks = torch.as_tensor(vocab.slot_masks, device=device)
+    follow = torch.as_tensor(vocab.follow_mask, device=device)
+    cache: list[list[torch.Tensor]] = []
+    token = torch.full((n,), BOS, dtype=torch.long, device=device)
+    zero_t = torch.zeros(n, dtype=torch.float32, device=device)
+    prefix = np.zeros((n, vocab.n_prefix), dtype=np.int64)
+    position = 0
+    for slot in _prefix_order(vocab, plan):
+        slots = torch.full((n,), slot, dtype=torch.long, device=device)
+        logits = net.step(token, slots, zero_t, position, cache)
+        allowed = slot_masks[slot].clone()
+        if slot in plan.allowed:
+            keep = torch.zeros(v, dtype=torch.bool, device=device)
+            keep[vocab.slots[slot - 1].first + torch.as_tensor(plan.allowed[slot])] = True
+            allowed &= keep
+        token = _draw(logits, allowed.expand(n, -1), generator)
+        prefix[:, slot - 1] = token.cpu().numpy()
+        position += 1
+    return _sample_events(
+        net, vocab, token, position, cache, prefix, follow, slot_masks, generator, rng, device
+    )
+
+
+def _sample_events(
+    net, vocab, token, position, cache, prefix, follow, slot_masks, generator, rng, device
+) -> SampledPatients:
+    n = token.shape[0]
+    limits, schema = vocab.schema.limits, vocab.schema
+    horizon = float(schema.time.horizon_days)
+    kind = torch.as_tensor(vocab.token_kind, device=device)
+    channel = torch.as_tensor(vocab.token_channel, device=device)
+    is_value, is_gap = kind == VALUE, kind == GAP
+    gap_lo = torch.as_tensor(vocab.gap_edges[:-1], device=device, dtype=torch.float64)
+    n_ch = len(schema.channels)
+    event_slot = torch.full((n,), vocab.event_slot, dtype=torch.long, device=device)
+    base = slot_masks[vocab.event_slot]
+    counts = torch.zeros((n, n_ch), dtype=torch.long, device=device)
+    total = torch.zeros(n, dtype=torch.long, device=device)
+    now = np.zeros(n)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    rows, times, chans, bins = [], [], [], []
+    eos_only = torch.zeros(vocab.size, dtype=torch.bool, device=device)
+    eos_only[EOS] = True
+    while position < vocab.max_len - 1 and not bool(done.all()):
+        now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
+        logits = net.step(token, event_slot, now_t, position, cache)
+        allowed = follow[token] & base
+        full = counts >= limits.max_events_per_channel
+        blocked = full[:, channel.clamp(min=0)] & is_value
+        allowed &= ~blocked
+        no_room = (total >= limits.max_events_total) | full.all(dim=1)
+        allowed &= ~((is_value | is_gap) & no_room[:, None])
+        remaining = torch.as_tensor(horizon - now, device=device)
+        late = torch.zeros_like(allowed)
+        late[:, is_gap] = gap_lo[None, :] >= remaining[:, None]
+        allowed &= ~late
+        stuck = ~allowed.any(dim=1) | done
+        allowed = torch.where(stuck[:, None], eos_only, allowed)
+        token = _draw(logits, allowed, generator)
+        done = done | (token == EOS)
+        tok = token.cpu().numpy()
+        live = ~done.cpu().numpy()
+        k = vocab.token_kind[tok]
+        gap_rows = np.flatnonzero(live & (k == GAP))
+        if len(gap_rows):
+            # Uniform inside the bin, truncated to the time left before the horizon (bins
+            # starting past it are masked above), so timelines never pile up at the horizon.
+            gap_bins = vocab.token_bin[tok[gap_rows]]
+            lo = vocab.gap_edges[gap_bins]
+            hi = np.minimum(vocab.gap_edges[gap_bins + 1], horizon - now[gap_rows])
+            gaps = lo + np.maximum(hi - lo, 0.0) * rng.random(len(gap_rows))
+            now[gap_rows] = np.minimum(now[gap_rows] + gaps, horizon)
+        val_rows = np.flatnonzero(live & (k == VALUE))
+        if len(val_rows):
+            c = vocab.token_channel[tok[val_rows]]
+            rows.append(val_rows)
+            times.append(now[val_rows].copy())
+            chans.append(c)
+            bins.append(vocab.token_bin[tok[val_rows]])
+            vr = torch.as_tensor(val_rows, device=device)
+            counts[vr, torch.as_tensor(c, device=device)] += 1
+            total[vr] += 1
+        position += 1
+
+    def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return SampledPatients(
+        prefix=prefix,
+        event_row=cat(rows, np.int64),
+        event_time=cat(times, np.float64),
+        event_channel=cat(chans, np.int64),
+        event_bin=cat(bins, np.int64),
+    )

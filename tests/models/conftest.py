@@ -1,0 +1,155 @@
+"""Fixtures for generator tests: a small schema, a simulated cohort, trained tiny models."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medsynth.cohort import Cohort
+from medsynth.encoding.encode import encode_cohort
+from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.models.artifact import build_network, save_artifact
+from medsynth.models.fit import GrammarTables, fit_nonprivate
+from medsynth.models.network import NetworkConfig
+from medsynth.models.plan import TrainConfig
+from medsynth.privacy.training import train
+from medsynth.schema import load_schema, parse_schema
+from medsynth.simulate import simulate
+
+MARKER_ID = "zz-marker-patient-q7"
+MARKER_VALUE = 577.0  # glucose, planted once; 577.0 and "zz-marker" must not reach the artifact
+
+LARGE_EPSILON = 200.0  # "large": the smoke test checks learning, not a recommended setting
+TINY_NET = NetworkConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64)
+
+
+def small_schema():
+    """general-adult cut down to sex, age, two conditions and three channels."""
+    doc = copy.deepcopy(load_schema("general-adult").raw)
+    doc["name"] = "small-test"
+    doc["attributes"] = [a for a in doc["attributes"] if a["name"] in ("sex", "age")]
+    keep = ("38341003", "44054006")
+    doc["conditions"]["codes"] = [c for c in doc["conditions"]["codes"] if c["code"] in keep]
+    doc["channels"] = [
+        c for c in doc["channels"] if c["name"] in ("systolic_bp", "glucose", "hba1c")
+    ]
+    doc["panels"] = []
+    doc["limits"] = {"max_events_per_channel": 3, "max_events_total": 6, "max_conditions": 2}
+    return parse_schema(doc)
+
+
+def fast_config(**changes) -> TrainConfig:
+    """A tiny network, RDP accounting (fast), no pretraining: what the tests train."""
+    base = TrainConfig(
+        network=TINY_NET,
+        accountant="rdp",
+        learning_rate=1e-2,
+        pretrain_patients=0,
+        batch_size=200,
+        epochs=40,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def with_marker(cohort: Cohort) -> Cohort:
+    """The cohort plus one patient holding a unique id and a unique glucose value."""
+    patients = pd.concat(
+        [
+            cohort.patients,
+            pd.DataFrame({"patient_id": [MARKER_ID], "sex": ["female"], "age": [44.0]}),
+        ],
+        ignore_index=True,
+    )
+    events = pd.concat(
+        [
+            cohort.events,
+            pd.DataFrame(
+                {
+                    "patient_id": [MARKER_ID],
+                    "time": [0.0],
+                    "channel": ["glucose"],
+                    "value": [MARKER_VALUE],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    return Cohort.conform(cohort.schema, patients, events, cohort.conditions)[0]
+
+
+def cohort_stats(cohort: Cohort) -> dict[str, float]:
+    """Marginals and the age <-> systolic correlation the utility test compares."""
+    ev, pat = cohort.events, cohort.patients.set_index("patient_id")
+    sbp = ev[ev["channel"] == "systolic_bp"].groupby("patient_id")["value"].mean()
+    n = cohort.n_patients
+    ages = pat["age"].dropna()
+    age_bins = np.histogram(ages, bins=[18, 30, 40, 50, 60, 70, 91])[0] / max(len(ages), 1)
+    return {
+        "female": float((pat["sex"] == "female").mean()),
+        "hypertension": float((cohort.conditions["code"] == "38341003").sum() / n),
+        "mean_sbp": float(ev.loc[ev["channel"] == "systolic_bp", "value"].mean()),
+        "events_per_patient": len(ev) / n,
+        "corr_age_sbp": float(pat.loc[sbp.index, "age"].astype(float).corr(sbp)),
+        "age_bins": age_bins,
+    }
+
+
+@pytest.fixture(scope="session")
+def small():
+    return small_schema()
+
+
+@pytest.fixture(scope="session")
+def small_cohort(small):
+    return with_marker(simulate(small, 800, random_state=1))
+
+
+@pytest.fixture(scope="session")
+def trained(small_cohort, tmp_path_factory):
+    """One model at a large epsilon (no pretraining), shared by several test files."""
+    root = tmp_path_factory.mktemp("trained")
+    ledger = root / "ledger.jsonl"
+    path = train(
+        small_cohort,
+        epsilon=LARGE_EPSILON,
+        delta=1e-5,
+        out=root / "model",
+        ledger=ledger,
+        config=fast_config(),
+        progress=False,
+        seed=0,
+    )
+    return path, ledger
+
+
+@pytest.fixture(scope="session")
+def fitted(small_cohort, tmp_path_factory):
+    """A model fitted WITHOUT privacy (30 epochs of plain Adam): for tests of the sampling
+    mechanism only, where DP noise would blur what is checked. Never a product path."""
+    vocab = build_vocabulary(small_cohort.schema)
+    torch.manual_seed(0)
+    net = build_network(vocab, TINY_NET)
+    fit_nonprivate(
+        net,
+        GrammarTables.build(vocab),
+        encode_cohort(vocab, small_cohort),
+        epochs=30,
+        batch_size=64,
+        lr=1e-2,
+        shuffle=0.5,
+        seed=0,
+    )
+    path = tmp_path_factory.mktemp("fitted") / "model"
+    save_artifact(
+        path,
+        vocab=vocab,
+        net=net,
+        training={"note": "non-private test fixture"},
+        privacy={"epsilon": float("inf"), "delta": 0.0, "note": "not private"},
+    )
+    return path
