@@ -1,0 +1,308 @@
+"""Audit policies: which evaluators to run, with what parameters, and which figures must pass.
+
+A policy is a JSON file (``audits/*.policy.json``, format ``schemas/audit-policy.schema.json``).
+It names the evaluators to run with their parameters (trial counts, targets, seeds) and a list
+of checks, each a comparison of one figure of one evaluator with a threshold. Evaluating a
+policy against the results gives every check a verdict:
+
+* **PASS** / **FAIL**: the figure was computed and the comparison holds / does not;
+* **NOT RUN**: the evaluator was not enabled or could not run (too few patients, no events...),
+  or the figure is missing; the reason says which. A NOT RUN check does not fail the audit
+  unless the check is ``required``, in which case its verdict is FAIL with the reason.
+
+The overall verdict is FAIL when any check fails, PASS otherwise. For a figure carrying a
+confidence interval the check names which end it reads (``statistic``: ``value``, ``ci_low`` or
+``ci_high``); a conservative privacy check reads the upper end of a risk. With ``minus_baseline``
+the check reads the figure minus the evaluator's baseline figure of the same name (the control
+attacker's success, or the holdout-vs-training distance).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medsynth.audit.base import AuditResult, Estimate
+from medsynth.errors import Problem, SchemaError
+from medsynth.schema.load import validate_document
+
+POLICY_FORMAT = "medsynth.audit-policy/1"
+PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
+OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+STATISTICS = ("value", "ci_low", "ci_high")
+
+
+def policies_dir() -> Path:
+    """The folder holding the shipped audit policies (``audits/`` of a checkout or a wheel)."""
+    here = Path(__file__).resolve()
+    candidates = (
+        here.parents[2] / "audits",  # a source checkout or an editable install
+        Path(sys.prefix) / "share" / "medsynth" / "audits",  # a wheel install
+    )
+    for candidate in candidates:
+        if (candidate / "default.policy.json").is_file():
+            return candidate
+    raise FileNotFoundError("medsynth's audits/ folder is missing from this installation")
+
+
+def shipped_policies() -> dict[str, Path]:
+    """Audit policies shipped with medsynth, by name (``default``, ``strict``)."""
+    return {
+        p.name.removesuffix(".policy.json"): p for p in sorted(policies_dir().glob("*.policy.json"))
+    }
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """One evaluator the policy runs, with its keyword parameters."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One comparison the policy makes: ``figure op threshold``."""
+
+    name: str
+    evaluator: str
+    metric: str
+    op: str
+    threshold: float
+    statistic: str = "value"
+    minus_baseline: bool = False
+    required: bool = False
+    description: str = ""
+
+    @property
+    def figure(self) -> str:
+        core = f"{self.evaluator}.{self.metric}"
+        if self.statistic != "value":
+            core += f" ({self.statistic})"
+        return f"{core} - baseline" if self.minus_baseline else core
+
+
+@dataclass(frozen=True)
+class AuditPolicy:
+    """A validated audit policy. Build it with :func:`load_policy` or :func:`parse_policy`."""
+
+    name: str
+    seed: int
+    evaluators: tuple[EvaluatorSpec, ...]
+    checks: tuple[CheckSpec, ...]
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def enabled(self) -> tuple[EvaluatorSpec, ...]:
+        return tuple(e for e in self.evaluators if e.enabled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.raw))
+
+
+def load_policy(source: str | Path) -> AuditPolicy:
+    """Load a policy from a file path or the name of a shipped policy (``default``, ``strict``).
+
+    Raises:
+        SchemaError: listing every problem with its JSON path.
+    """
+    path = Path(source)
+    if not path.exists() and str(source) in shipped_policies():
+        path = shipped_policies()[str(source)]
+    if not path.is_file():
+        names = ", ".join(shipped_policies()) or "none"
+        raise SchemaError(
+            str(source), [Problem("$", f"no such file or shipped policy (shipped: {names})")]
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(str(path), [Problem("$", f"not valid JSON: {exc}")]) from None
+    return parse_policy(document, source=str(path))
+
+
+def parse_policy(
+    document: Any, *, source: str = "<policy>", known_evaluators: Iterable[str] | None = None
+) -> AuditPolicy:
+    """Validate a policy document (parsed JSON) and build an :class:`AuditPolicy`.
+
+    Args:
+        known_evaluators: evaluator names the policy may use; defaults to the registry's.
+    """
+    problems = validate_document(document, "audit-policy.schema.json")
+    if problems:
+        raise SchemaError(source, problems)
+    if known_evaluators is None:
+        from medsynth.audit.registry import names as registry_names
+
+        known_evaluators = registry_names()
+    known = sorted(known_evaluators)
+    for name in document["evaluators"]:
+        if name not in known:
+            problems.append(
+                Problem(
+                    f"$.evaluators.{name}", f"unknown evaluator {name!r}; valid: {', '.join(known)}"
+                )
+            )
+    for i, check in enumerate(document["checks"]):
+        if check["evaluator"] not in document["evaluators"]:
+            problems.append(
+                Problem(
+                    f"$.checks[{i}].evaluator",
+                    f"{check['evaluator']!r} is not listed under 'evaluators'; "
+                    "add it there (enabled or not)",
+                )
+            )
+    seen = [c["name"] for c in document["checks"]]
+    for name in sorted({n for n in seen if seen.count(n) > 1}):
+        problems.append(Problem("$.checks", f"check name {name!r} is used more than once"))
+    if problems:
+        raise SchemaError(source, problems)
+    return AuditPolicy(
+        name=document["name"],
+        seed=int(document.get("seed", 0)),
+        description=document.get("description", ""),
+        evaluators=tuple(
+            EvaluatorSpec(n, dict(e.get("params", {})), bool(e.get("enabled", True)))
+            for n, e in document["evaluators"].items()
+        ),
+        checks=tuple(
+            CheckSpec(
+                name=c["name"],
+                evaluator=c["evaluator"],
+                metric=c["metric"],
+                op=c["op"],
+                threshold=float(c["threshold"]),
+                statistic=c.get("statistic", "value"),
+                minus_baseline=bool(c.get("minus_baseline", False)),
+                required=bool(c.get("required", False)),
+                description=c.get("description", ""),
+            )
+            for c in document["checks"]
+        ),
+        raw=json.loads(json.dumps(document)),
+    )
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """A check's outcome: the figure read, the comparison and the verdict with its reason."""
+
+    name: str
+    evaluator: str
+    metric: str
+    statistic: str
+    op: str
+    threshold: float
+    value: float | None
+    verdict: str
+    reason: str
+    required: bool = False
+    minus_baseline: bool = False
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "evaluator": self.evaluator,
+            "metric": self.metric,
+            "statistic": self.statistic,
+            "op": self.op,
+            "threshold": self.threshold,
+            "value": self.value,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "required": self.required,
+            "minus_baseline": self.minus_baseline,
+            "description": self.description,
+        }
+
+
+def read_figure(figure: Estimate | float | int | str | None, statistic: str) -> float | None:
+    """The number a check compares: an Estimate's value or interval end, or a plain number."""
+    if isinstance(figure, Estimate):
+        number = {"value": figure.value, "ci_low": figure.ci_low, "ci_high": figure.ci_high}[
+            statistic
+        ]
+    elif isinstance(figure, bool) or not isinstance(figure, (int, float)):
+        return None
+    else:
+        number = figure
+    number = float(number)
+    return number if math.isfinite(number) else None
+
+
+def _format(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def evaluate_check(spec: CheckSpec, result: AuditResult | None) -> Check:
+    """Give one check its verdict against its evaluator's result (None: not enabled)."""
+
+    def outcome(verdict: str, reason: str, value: float | None = None) -> Check:
+        if verdict == NOT_RUN and spec.required:
+            verdict, reason = FAIL, f"required check not run: {reason}"
+        return Check(
+            spec.name,
+            spec.evaluator,
+            spec.metric,
+            spec.statistic,
+            spec.op,
+            spec.threshold,
+            value,
+            verdict,
+            reason,
+            spec.required,
+            spec.minus_baseline,
+            spec.description,
+        )
+
+    if result is None:
+        return outcome(NOT_RUN, f"evaluator {spec.evaluator!r} is not enabled in the policy")
+    if result.status != "ok":
+        return outcome(NOT_RUN, f"evaluator {spec.evaluator!r} did not run: {result.reason}")
+    value = read_figure(result.metrics.get(spec.metric), spec.statistic)
+    if value is None:
+        if spec.metric in result.metrics:
+            return outcome(
+                NOT_RUN,
+                f"{spec.evaluator!r} could not compute {spec.metric!r} on these inputs (no value)",
+            )
+        known = ", ".join(sorted(result.metrics)) or "none"
+        return outcome(
+            NOT_RUN, f"{spec.evaluator!r} has no figure {spec.metric!r}; its figures are: {known}"
+        )
+    if spec.minus_baseline:
+        base = read_figure(result.baseline.get(spec.metric), "value")
+        if base is None:
+            return outcome(NOT_RUN, f"{spec.evaluator!r} has no baseline for {spec.metric!r}")
+        value -= base
+    holds = OPS[spec.op](value, spec.threshold)
+    text = f"{spec.figure} = {_format(value)}"
+    if holds:
+        return outcome(PASS, f"{text} {spec.op} {_format(spec.threshold)}", value)
+    return outcome(FAIL, f"{text}, must be {spec.op} {_format(spec.threshold)}", value)
+
+
+def evaluate_policy(policy: AuditPolicy, results: Sequence[AuditResult]) -> list[Check]:
+    """Every check of ``policy`` with its verdict, in policy order."""
+    by_name = {r.name: r for r in results}
+    enabled = {e.name for e in policy.enabled}
+    return [
+        evaluate_check(c, by_name.get(c.evaluator) if c.evaluator in enabled else None)
+        for c in policy.checks
+    ]
+
+
+def overall_verdict(checks: Sequence[Check]) -> str:
+    """FAIL if any check failed (required checks that did not run included), else PASS."""
+    return FAIL if any(c.verdict == FAIL for c in checks) else PASS
