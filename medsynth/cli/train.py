@@ -1,0 +1,148 @@
+"""``medsynth train``: learn a generator from a private cohort under DP-SGD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from medsynth.cli.options import out_option, overwrite_option, progress_option, schema_option
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@schema_option(required=False)
+@click.option("--epsilon", type=float, required=True, help="Target epsilon (patient-level).")
+@click.option(
+    "--delta",
+    type=float,
+    default=None,
+    help="Target delta; default well below 1/N (see docs/privacy.md).",
+)
+@out_option("Model folder to write.")
+@click.option(
+    "--ledger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Privacy ledger file; default $MEDSYNTH_LEDGER or the user data folder.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="DP-SGD epochs.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Expected Poisson batch (patients per step); default min(N/4, 512).",
+)
+@click.option(
+    "--pretrain-patients",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Simulated public patients for non-private pretraining (0: none).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to train.",
+)
+@click.option(
+    "--accountant",
+    type=click.Choice(["prv", "rdp", "gdp"]),
+    default="prv",
+    show_default=True,
+    help="Opacus privacy accountant used to calibrate the noise.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds the public parts (initialisation, pretraining); never the DP noise.",
+)
+@click.option("--label", default="", help="Free text stored with the ledger event.")
+@overwrite_option
+@progress_option
+def train(
+    sources,
+    schema,
+    epsilon,
+    delta,
+    out,
+    ledger,
+    epochs,
+    batch_size,
+    pretrain_patients,
+    device,
+    accountant,
+    seed,
+    label,
+    overwrite,
+    progress,
+) -> None:
+    """Train a synthetic-patient generator on SOURCES with patient-level DP-SGD.
+
+    SOURCES is a cohort folder, a tables folder, or FHIR files and folders (with --schema).
+    The privacy cost is charged to the dataset's ledger entry before training; a run that
+    would exceed its cap is refused with exit code 3. Run under torchrun for several
+    processes: torchrun --nproc_per_node 2 -m medsynth train ...
+    """
+    from medsynth.models.plan import TrainConfig
+    from medsynth.privacy.training import train as run
+    from medsynth.sources import open_source
+
+    opened = open_source(sources, schema, progress=progress)
+    cohort = opened.cohort
+    path = run(
+        cohort,
+        epsilon=epsilon,
+        delta=delta,
+        out=out,
+        ledger=ledger,
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        pretrain_patients=pretrain_patients,
+        progress=progress,
+        overwrite=overwrite,
+        label=label,
+        config=TrainConfig(accountant=accountant),
+    )
+    if _is_main():
+        from medsynth.models.artifact import load_model
+
+        model = load_model(path)
+        click.echo(
+            f"model written to {path} ({cohort.n_patients} patients, epsilon "
+            f"{model.epsilon:.4g} at delta {model.delta:.3g}, accountant "
+            f"{model.privacy.get('accountant')}, model sha256 {model.sha256[:16]})"
+        )
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _main() -> None:
+    """Run this command alone (``torchrun ... -m medsynth.cli.train``), exit codes as the CLI."""
+    import sys
+
+    from medsynth.errors import MedsynthError
+
+    try:
+        train.main(standalone_mode=False)
+    except MedsynthError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _main()

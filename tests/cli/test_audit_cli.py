@@ -1,0 +1,167 @@
+"""``medsynth audit``: sources, exit codes 0 (PASS) and 4 (FAIL), and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medsynth.cli import MedsynthGroup
+from medsynth.cli.audit import audit
+from tests.audit.test_fidelity import random_cohort
+from tests.conftest import minimal_doc
+
+pytest.importorskip("medsynth.report.canonical")  # the report is written through it
+
+CHECK = {
+    "name": "shares",
+    "evaluator": "fidelity",
+    "metric": "attribute_tvd_mean",
+    "op": "<=",
+    "threshold": 0.2,
+}
+
+
+def group() -> MedsynthGroup:
+    """The command under the same error handling as in ``medsynth``."""
+    g = MedsynthGroup(name="medsynth")
+    g.add_command(audit)
+    return g
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tiny_schema) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli-audit")
+    out = {}
+    for name, seed, n in (("train", 21, 150), ("holdout", 22, 100), ("synthetic", 23, 150)):
+        out[name] = random_cohort(tiny_schema, n, seed=seed, prefix=f"{name}-").save(root / name)
+    schema = root / "tiny.json"
+    schema.write_text(json.dumps(minimal_doc()))
+    out["schema"] = schema
+    out["root"] = root
+    return out
+
+
+def policy_file(folder: Path, name: str, threshold: float) -> Path:
+    doc = {
+        "format": "medsynth.audit-policy/1",
+        "name": name,
+        "evaluators": {"fidelity": {}, "timeseries": {}},
+        "checks": [
+            {**CHECK, "threshold": threshold},
+            {
+                "name": "visits",
+                "evaluator": "timeseries",
+                "metric": "events_per_patient_tvd",
+                "op": "<=",
+                "threshold": 0.3,
+            },
+        ],
+    }
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def args(folders, out: Path, policy: Path, *extra: str) -> list[str]:
+    return [
+        "audit",
+        "--train",
+        str(folders["train"]),
+        "--holdout",
+        str(folders["holdout"]),
+        "--synthetic",
+        str(folders["synthetic"]),
+        "--policy",
+        str(policy),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_pass_exits_0_and_writes_the_report(folders, tmp_path):
+    result = CliRunner().invoke(
+        group(), args(folders, tmp_path / "r", policy_file(tmp_path, "lenient", 0.2))
+    )
+    assert result.exit_code == 0, result.output
+    assert "verdict PASS under policy 'lenient': 2 passed, 0 failed, 0 not run" in result.output
+    assert "not signed (give --key to sign)" in result.output
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["verdict"] == "PASS" and doc["policy"]["name"] == "lenient"
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_fail_exits_4_and_still_writes_the_report(folders, tmp_path):
+    result = CliRunner().invoke(
+        group(), args(folders, tmp_path / "r", policy_file(tmp_path, "impossible", -1.0))
+    )
+    assert result.exit_code == 4, result.output
+    assert "FAIL    shares: fidelity.attribute_tvd_mean =" in result.output
+    assert "Error: audit verdict FAIL under policy 'impossible': 1 check failed" in result.output
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["verdict"] == "FAIL"
+
+
+def test_seed_option_overrides_the_policy_seed(folders, tmp_path):
+    result = CliRunner().invoke(
+        group(), args(folders, tmp_path / "r", policy_file(tmp_path, "lenient", 0.2), "--seed", "5")
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["seed"] == 5
+
+
+def test_fhir_synthetic_source_needs_and_uses_the_schema(folders, tiny_schema, tmp_path):
+    write = pytest.importorskip("medsynth.fhir.write")
+    fhir = tmp_path / "synthetic-fhir"
+    write.write_fhir(random_cohort(tiny_schema, 60, seed=5, prefix="f-"), fhir)
+    policy = policy_file(tmp_path, "lenient", 0.5)
+    result = CliRunner().invoke(
+        group(),
+        args(folders, tmp_path / "r", policy)[:5]
+        + [
+            "--synthetic",
+            str(fhir),
+            "--policy",
+            str(policy),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+            "--schema",
+            str(folders["schema"]),
+        ],
+    )
+    assert result.exit_code in (0, 4), result.output
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["provenance"]["inputs"]["synthetic"]["patients"] == 60
+
+
+def test_errors_exit_1_with_the_problem_named(folders, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "format": "medsynth.audit-policy/1",
+                "name": "bad",
+                "evaluators": {"nope": {}},
+                "checks": [],
+            }
+        )
+    )
+    result = CliRunner().invoke(group(), args(folders, tmp_path / "r", bad))
+    assert result.exit_code == 1
+    assert "unknown evaluator 'nope'; valid:" in result.output
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    busy = CliRunner().invoke(
+        group(), args(folders, tmp_path / "full", policy_file(tmp_path, "lenient", 0.2))
+    )
+    assert busy.exit_code == 1 and "not empty" in busy.output
+
+
+def test_help_names_the_exit_codes():
+    result = CliRunner().invoke(group(), ["audit", "--help"])
+    assert result.exit_code == 0
+    assert "Exit code 0" in result.output and "4 when it is FAIL" in result.output

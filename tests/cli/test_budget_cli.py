@@ -1,0 +1,138 @@
+"""``medsynth budget``: cap, show, verify; exit code 3 for refused budgets and damaged ledgers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medsynth.cli.budget import budget, dataset_fingerprint
+from medsynth.errors import DataError
+from medsynth.privacy.accounting import PrivacyRecord
+from medsynth.privacy.ledger import Ledger
+
+FP = "0123456789abcdef" * 4
+
+
+def record(epsilon: float) -> PrivacyRecord:
+    return PrivacyRecord(
+        accountant="prv",
+        sample_rate=0.1,
+        noise_multiplier=1.5,
+        max_grad_norm=1.0,
+        steps=50,
+        delta=1e-6,
+        epsilon=epsilon,
+        target_epsilon=epsilon,
+        opacus_version="1.6.0",
+    )
+
+
+def run(*args: str):
+    return CliRunner().invoke(budget, list(args))
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path) -> Path:
+    return tmp_path / "books" / "ledger.jsonl"
+
+
+def test_cap_show_verify(ledger):
+    result = run("cap", FP, "--epsilon", "2", "--ledger", str(ledger), "--label", "IRB 42")
+    assert result.exit_code == 0, result.output
+    assert f"cap set for dataset {FP}: epsilon 2" in result.output
+    charge = Ledger(ledger).charge(FP, record(0.75), label="first model")
+    Ledger(ledger).attach_artifact(charge.id, "e" * 64)
+
+    shown = run("show", "--ledger", str(ledger))
+    assert shown.exit_code == 0, shown.output
+    assert "cap 2, left 1.25; spent epsilon 0.75" in shown.output
+    assert "eeeeeeeeeeeeeeee" in shown.output and "[first model]" in shown.output
+
+    data = json.loads(run("show", FP[:10], "--ledger", str(ledger), "--json").output)
+    (item,) = data["datasets"]
+    assert (item["dataset"], item["cap"], item["spent_epsilon"], item["remaining"]) == (
+        FP,
+        2.0,
+        0.75,
+        1.25,
+    )
+    assert item["releases"][0]["artifact_sha256"] == "e" * 64
+    assert item["releases"][0]["noise_multiplier"] == 1.5
+    assert item["caps"][0]["label"] == "IRB 42"
+
+    checked = run("verify", "--ledger", str(ledger))
+    assert checked.exit_code == 0
+    assert "intact: 3 events" in checked.output
+
+
+def test_uncapped_dataset_is_shown_as_such(ledger, tmp_path):
+    Ledger(ledger).charge(FP, record(1.0))
+    result = run("show", "--ledger", str(ledger))
+    assert "UNCAPPED" in result.output
+    empty = run("show", "--ledger", str(tmp_path / "none.jsonl"))
+    assert empty.exit_code == 0 and "no caps or releases" in empty.output
+    assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_damaged_ledger_exits_3(ledger):
+    run("cap", FP, "--epsilon", "2", "--ledger", str(ledger))
+    Ledger(ledger).charge(FP, record(0.5))
+    data = ledger.read_bytes()
+    ledger.write_bytes(data.replace(b'"epsilon":0.5', b'"epsilon":0.1'))
+    for args in (["verify"], ["show"], ["cap", FP, "--epsilon", "3"]):
+        result = run(*args, "--ledger", str(ledger))
+        assert result.exit_code == 3, (args, result.output)
+        assert "does not match its hash" in result.output
+
+
+def test_budget_error_maps_to_exit_3_through_the_group(ledger):
+    """A refused charge raised inside a command becomes exit 3 with its message."""
+    import click
+
+    @budget.command("spend-test")
+    def spend_test() -> None:
+        Ledger(ledger).charge(FP, record(1.5))
+
+    try:
+        Ledger(ledger).set_cap(FP, 1.0)
+        result = run("spend-test")
+        assert result.exit_code == 3
+        assert "requested epsilon 1.5, already spent 0 of its cap 1" in result.output
+    finally:
+        budget.commands.pop("spend-test")
+    assert isinstance(budget, click.Group)
+
+
+def test_dataset_given_as_cohort_folder_or_fhir_files(tmp_path, general_schema):
+    from medsynth.fhir.read import read_fhir
+    from medsynth.fhir.write import write_fhir
+    from medsynth.simulate import simulate
+
+    cohort = simulate(general_schema, 3, random_state=1)
+    fhir = tmp_path / "fhir"
+    write_fhir(cohort, fhir, format="ndjson", seed=0)
+    ingested = read_fhir([fhir], general_schema).cohort
+    assert dataset_fingerprint(str(fhir)) == ingested.source.fingerprint
+    folder = tmp_path / "cohort"
+    ingested.save(folder)
+    assert dataset_fingerprint(str(folder)) == ingested.source.fingerprint
+    ledger = tmp_path / "ledger.jsonl"
+    assert run("cap", str(folder), "--epsilon", "1", "--ledger", str(ledger)).exit_code == 0
+    assert Ledger(ledger).cap(ingested.source.fingerprint) == 1.0
+
+
+def test_unknown_dataset_is_a_usage_error(tmp_path):
+    with pytest.raises(DataError, match="neither"):
+        dataset_fingerprint("not-a-path-nor-hex")
+    result = run("cap", "nope", "--epsilon", "1", "--ledger", str(tmp_path / "l.jsonl"))
+    assert result.exit_code == 1 and "neither" in result.output
+    assert not (tmp_path / "l.jsonl").exists()
+
+
+def test_every_command_has_help():
+    for name in ("cap", "show", "verify"):
+        result = run(name, "--help")
+        assert result.exit_code == 0 and "--ledger" in result.output
