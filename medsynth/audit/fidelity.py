@@ -198,6 +198,24 @@ def patient_levels(cohort: Cohort, n_bins: int) -> dict[str, Binned]:
     return out
 
 
+def short_display(display: str) -> str:
+    """A LOINC long name without its bracketed property part: ``"Glucose [Mass/volume] in
+    Blood"`` becomes ``"Glucose"``."""
+    return display.split(" [")[0].strip() or display
+
+
+def variable_labels(schema: DatasetSchema) -> dict[str, str]:
+    """Display names of the patient-level variables of :func:`patient_levels`, for people.
+
+    Attributes keep their name (capitalised, ``_`` as space), condition flags show the
+    condition's display and channel means the channel's short display with "(mean)".
+    """
+    out = {a.name: a.name.replace("_", " ").capitalize() for a in schema.attributes}
+    out.update({f"condition:{c.code}": c.display for c in schema.conditions})
+    out.update({f"mean:{c.name}": f"{short_display(c.display)} (mean)" for c in schema.channels})
+    return out
+
+
 def numeric_table(cohort: Cohort) -> pd.DataFrame:
     """Patient-level numeric variables for correlations: numeric and boolean attributes,
     condition flags (``condition:<code>``) and channel means (``mean:<channel>``)."""
@@ -234,6 +252,11 @@ def marginal_figures(real: Cohort, other: Cohort, n_bins: int) -> dict[str, Any]
         entry: dict[str, Any] = {
             "type": attr.type,
             "labels": list(a.labels),
+            "display_labels": (
+                [c.label for c in attr.categories] + [MISSING]
+                if attr.type == "categorical"
+                else list(a.labels)
+            ),
             "real": a.counts().tolist(),
             "synthetic": b.counts().tolist(),
             "tvd": tvd(a.counts(), b.counts()),
@@ -251,7 +274,9 @@ def marginal_figures(real: Cohort, other: Cohort, n_bins: int) -> dict[str, Any]
         edges = equal_width_edges(ch.min, ch.max, n_bins)
         cx, cy = bin_counts(x, edges), bin_counts(y, edges)
         channels[ch.name] = {
+            "display": ch.display,
             "unit": ch.unit,
+            "normal": list(ch.normal) if ch.normal else None,
             "edges": edges.tolist(),
             "real": cx.tolist(),
             "synthetic": cy.tolist(),
@@ -301,6 +326,7 @@ def association_figures(
     upper = upper[np.isfinite(upper)]
     values = np.array([p[0] for p in pairs])
     return {
+        "labels": {n: lab for n, lab in variable_labels(real.schema).items() if n in la},
         "cramers_v": {
             "variables": names,
             "difference": [

@@ -10,7 +10,9 @@ policy against the results gives every check a verdict:
   or the figure is missing; the reason says which. A NOT RUN check does not fail the audit
   unless the check is ``required``, in which case its verdict is FAIL with the reason.
 
-The overall verdict is FAIL when any check fails, PASS otherwise. For a figure carrying a
+The overall verdict is FAIL when any check fails; INCOMPLETE when none failed but no privacy
+check ran (a report whose attacks all did not run must not read as a clean PASS); PASS
+otherwise, with every check that did not run named in the headline. For a figure carrying a
 confidence interval the check names which end it reads (``statistic``: ``value``, ``ci_low`` or
 ``ci_high``); a conservative privacy check reads the upper end of a risk. With ``minus_baseline``
 the check reads the figure minus the evaluator's baseline figure of the same name (the control
@@ -33,7 +35,7 @@ from medsynth.errors import Problem, SchemaError
 from medsynth.schema.load import validate_document
 
 POLICY_FORMAT = "medsynth.audit-policy/1"
-PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
+PASS, FAIL, NOT_RUN, INCOMPLETE = "PASS", "FAIL", "NOT RUN", "INCOMPLETE"
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 STATISTICS = ("value", "ci_low", "ci_high")
 
@@ -303,6 +305,66 @@ def evaluate_policy(policy: AuditPolicy, results: Sequence[AuditResult]) -> list
     ]
 
 
-def overall_verdict(checks: Sequence[Check]) -> str:
-    """FAIL if any check failed (required checks that did not run included), else PASS."""
-    return FAIL if any(c.verdict == FAIL for c in checks) else PASS
+def overall_verdict(
+    checks: Sequence[Check],
+    *,
+    kinds: Mapping[str, str] | None = None,
+    essential: Sequence[str] = ("privacy",),
+) -> str:
+    """The audit's verdict: FAIL, INCOMPLETE or PASS.
+
+    FAIL if any check failed (required checks that did not run included). Otherwise, when
+    ``kinds`` (evaluator name -> ``"privacy"``, ``"fidelity"`` or ``"utility"``) is given and no
+    check of an ``essential`` kind ran (all NOT RUN, or the policy has none), INCOMPLETE: a
+    report whose privacy attacks all did not run must not read as a clean PASS. PASS otherwise.
+    """
+    if any(c.verdict == FAIL for c in checks):
+        return FAIL
+    if kinds is not None:
+        for kind in essential:
+            if not any(c.verdict != NOT_RUN and kinds.get(c.evaluator) == kind for c in checks):
+                return INCOMPLETE
+    return PASS
+
+
+def coverage(checks: Sequence[Check], kinds: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Per kind of check (privacy, fidelity, utility): how many there are, passed, failed and
+    did not run."""
+    out = {}
+    for kind in ("privacy", "fidelity", "utility"):
+        mine = [c for c in checks if kinds.get(c.evaluator) == kind]
+        out[kind] = {
+            "checks": len(mine),
+            "passed": sum(c.verdict == PASS for c in mine),
+            "failed": sum(c.verdict == FAIL for c in mine),
+            "not_run": sum(c.verdict == NOT_RUN for c in mine),
+        }
+    return out
+
+
+def headline(verdict: str, checks: Sequence[Check], kinds: Mapping[str, str]) -> str:
+    """The verdict in one or two plain sentences, naming what did not run."""
+    cov = coverage(checks, kinds)
+    failed = [c.name for c in checks if c.verdict == FAIL]
+    skipped = [c for c in checks if c.verdict == NOT_RUN]
+    if verdict == FAIL:
+        text = f"FAIL: {len(failed)} of {len(checks)} checks failed ({'; '.join(failed)})."
+    elif verdict == INCOMPLETE:
+        priv = cov["privacy"]
+        why = (
+            f"none of its {priv['checks']} privacy checks could run"
+            if priv["checks"]
+            else "the policy runs no privacy check"
+        )
+        text = (
+            f"INCOMPLETE: privacy was NOT assessed ({why}). This is not a PASS: do not "
+            "share the synthetic data on the strength of this report."
+        )
+    else:
+        text = f"PASS: {len(checks) - len(skipped)} of {len(checks)} checks ran and passed."
+    if skipped:
+        by_kind = ", ".join(f"{v['not_run']} {k}" for k, v in cov.items() if v["not_run"])
+        text += f" {len(skipped)} check{'s' if len(skipped) != 1 else ''} did NOT RUN"
+        text += f" ({by_kind}): " if by_kind else ": "
+        text += "; ".join(c.name for c in skipped) + "."
+    return text

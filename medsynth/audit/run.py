@@ -19,28 +19,36 @@ guarantee; the report says so on its first lines and is meant for the data owner
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import inspect
-import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medsynth._io import atomic_dir, check_output_dir
-from medsynth.audit.base import AuditInputs, AuditResult
-from medsynth.audit.policy import AuditPolicy, Check, evaluate_policy, overall_verdict
+from medsynth.audit.base import AuditInputs, AuditResult, not_run
+from medsynth.audit.policy import (
+    PASS,
+    AuditPolicy,
+    Check,
+    coverage,
+    evaluate_policy,
+    headline,
+    overall_verdict,
+)
+from medsynth.audit.provenance import (
+    cohort_identity,
+    jsonable,
+    ledger_events_of,
+    model_identity,
+)
 from medsynth.cohort import Cohort
 from medsynth.errors import DataError, Problem, SchemaError
 
 REPORT_FORMAT = "medsynth.audit-report/1"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
-PRIVACY_RECORD = "privacy.json"
 STATEMENT = (
     "The figures in this report are computed on real patient records (the training and "
     "holdout cohorts). They are NOT covered by the differential-privacy guarantee that protects "
@@ -56,6 +64,7 @@ class AuditReport:
     """What :func:`run_audit` produced: the verdict, the files and every result."""
 
     verdict: str
+    headline: str
     out_dir: Path
     report_json: Path
     report_html: Path
@@ -65,14 +74,52 @@ class AuditReport:
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "PASS"
+        return self.verdict == PASS
 
 
-# -- checks before any data is touched ------------------------------------------------------------
+# -- evaluators: found, missing, their kind ----------------------------------------------------
+FIDELITY_KINDS = {
+    "fidelity": "fidelity",
+    "timeseries": "fidelity",
+    "subgroups": "fidelity",
+    "utility": "utility",
+}
+
+
 def _evaluator_class(name: str) -> type:
     from medsynth.audit.registry import get_evaluator
 
     return get_evaluator(name)
+
+
+def unavailable(name: str) -> str:
+    """Why the registered evaluator ``name`` cannot be imported here ("" when it can).
+
+    A missing or broken evaluator module (an attack not installed, a dependency missing) is
+    reported as a reason, so its checks are NOT RUN with that reason instead of stopping the
+    whole audit; a name the registry does not know is still an error.
+    """
+    from medsynth.audit.registry import REGISTRY
+
+    if name not in REGISTRY:
+        _evaluator_class(name)  # raises UnknownEvaluatorError listing the valid names
+    try:
+        _evaluator_class(name)
+    except ImportError as exc:
+        module = REGISTRY[name].partition(":")[0]
+        return f"evaluator {name!r} is not available in this installation ({module}: {exc})"
+    return ""
+
+
+def evaluator_kind(name: str) -> str:
+    """``"privacy"``, ``"fidelity"`` or ``"utility"``; an evaluator that cannot be imported is
+    one of the privacy attacks (the fidelity and utility evaluators live beside this module)."""
+    if name in FIDELITY_KINDS:
+        return FIDELITY_KINDS[name]
+    return "privacy" if unavailable(name) else _evaluator_class(name).kind
+
+
+# -- checks before any data is touched ------------------------------------------------------------
 
 
 def check_policy(policy: AuditPolicy, inputs: AuditInputs) -> None:
@@ -85,6 +132,8 @@ def check_policy(policy: AuditPolicy, inputs: AuditInputs) -> None:
 
     problems: list[Problem] = []
     for spec in policy.enabled:
+        if unavailable(spec.name):
+            continue  # reported as NOT RUN with its reason
         accepted = inspect.signature(_evaluator_class(spec.name)).parameters
         for key in spec.params:
             if key == "inputs" or key not in accepted:
@@ -119,8 +168,14 @@ def run_evaluators(
     for spec in specs:
         if bar is not None:
             bar.set_postfix_str(spec.name)
-        evaluator = _evaluator_class(spec.name)(inputs, **dict(spec.params))
-        results.append(evaluator.evaluate().result())
+        missing = unavailable(spec.name)
+        if missing:
+            results.append(
+                not_run(spec.name, evaluator_kind(spec.name), missing, dict(spec.params))
+            )
+        else:
+            evaluator = _evaluator_class(spec.name)(inputs, **dict(spec.params))
+            results.append(evaluator.evaluate().result())
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -129,93 +184,9 @@ def run_evaluators(
 
 
 # -- the report document ------------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, str):
-        return value
-    if hasattr(value, "to_dict"):
-        return jsonable(value.to_dict())
-    raise TypeError(f"cannot put {type(value).__name__} into the audit report")
-
-
-def cohort_identity(cohort: Cohort) -> dict[str, Any]:
-    """Hashes and sizes of a cohort (no records)."""
-    return {
-        "content_sha256": cohort.content_hash(),
-        "source": cohort.source.to_dict(),
-        "patients": cohort.n_patients,
-        "events": len(cohort.events),
-        "conditions": len(cohort.conditions),
-    }
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by POSIX path relative to it (sorted)."""
-    out = {}
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return out
-
-
-def model_identity(model_dir: Path | None) -> dict[str, Any] | None:
-    """Hashes of the model artifact's files and its privacy record, when a model is given.
-
-    ``sha256`` is the hash of the canonical JSON of the ``files`` mapping (path -> sha256), so
-    one number pins every file of the artifact.
-    """
-    if model_dir is None:
-        return None
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise DataError(
-            f"model artifact {folder} is not a folder; give the folder written by 'medsynth train'"
-        )
-    files = file_hashes(folder)
-    record = None
-    path = folder / PRIVACY_RECORD
-    if path.is_file():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc}); the artifact is damaged") from None
-    tree = hashlib.sha256(json.dumps(files, sort_keys=True, separators=(",", ":")).encode())
-    return {
-        "name": folder.name,
-        "sha256": tree.hexdigest(),
-        "files": files,
-        "privacy_record": record,
-    }
-
-
-def ledger_events_of(ledger: Any, dataset: str) -> list[dict[str, Any]]:
-    """The privacy-ledger events of ``dataset`` as plain dictionaries.
-
-    ``ledger`` is a :class:`medsynth.privacy.ledger.Ledger` or the path of a ledger file.
-    """
-    if isinstance(ledger, (str, Path)):
-        from medsynth.privacy.ledger import Ledger
-
-        ledger = Ledger(Path(ledger))
-    return [jsonable(e) for e in ledger.events(dataset)]
-
-
 def _about(name: str) -> str:
+    if unavailable(name):
+        return ""
     doc = inspect.getdoc(_evaluator_class(name)) or ""
     return doc.split("\n\n")[0].replace("\n", " ")
 
@@ -234,6 +205,8 @@ def build_document(
     from medsynth import __version__
 
     counts = {v: sum(1 for c in checks if c.verdict == v) for v in ("PASS", "FAIL", "NOT RUN")}
+    kinds = {c.evaluator: evaluator_kind(c.evaluator) for c in checks}
+    verdict = overall_verdict(checks, kinds=kinds)
     entries = []
     for r in results:
         entry = jsonable(r.to_dict())
@@ -242,7 +215,9 @@ def build_document(
     return jsonable(
         {
             "format": REPORT_FORMAT,
-            "verdict": overall_verdict(checks),
+            "verdict": verdict,
+            "headline": headline(verdict, checks, kinds),
+            "coverage": coverage(checks, kinds),
             "statement": STATEMENT,
             "created": created.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "summary": {
@@ -251,7 +226,7 @@ def build_document(
                 "failed": counts["FAIL"],
                 "not_run": counts["NOT RUN"],
             },
-            "checks": [{**c.to_dict(), "kind": _evaluator_class(c.evaluator).kind} for c in checks],
+            "checks": [{**c.to_dict(), "kind": kinds[c.evaluator]} for c in checks],
             "results": entries,
             "policy": policy.to_dict(),
             "seed": inputs.random_state,
@@ -307,8 +282,9 @@ def run_audit(
             source dataset are embedded; ``ledger_events`` gives them directly instead.
 
     Returns:
-        The verdict, the paths written and every result and check. The verdict is returned,
-        not raised: the caller decides what a FAIL means (the CLI exits with code 4).
+        The verdict (PASS, FAIL, or INCOMPLETE when no privacy check ran), its headline, the
+        paths written and every result and check. The verdict is returned, not raised: the
+        caller decides what it means (the CLI exits with code 4 unless it is PASS).
 
     Example:
         >>> report = run_audit(AuditInputs(train, holdout, synth, schema),
@@ -360,6 +336,7 @@ def run_audit(
             signature = target / Path(written).name if written else None
     return AuditReport(
         verdict=document["verdict"],
+        headline=document["headline"],
         out_dir=target,
         report_json=target / REPORT_JSON,
         report_html=target / REPORT_HTML,
@@ -370,28 +347,62 @@ def run_audit(
 
 
 # -- the demo's last step ------------------------------------------------------------------------
-DEMO_HOLDOUT_FRACTION = 0.25
+def _demo_cohort(ctx: Any, key: str) -> Cohort | None:
+    """``ctx.artifacts[key]`` (else ``ctx.<key>_dir``) as a Cohort: a Cohort, or a path to
+    anything ingest reads."""
+    value = ctx.artifacts.get(key)
+    if value is None:
+        value = getattr(ctx, f"{key}_dir", None)
+    if value is None or isinstance(value, Cohort):
+        return value
+    from medsynth.sources import open_source
+
+    return open_source([Path(value)], ctx.schema, progress=ctx.progress).cohort
 
 
 def demo_step_audit(ctx: Any) -> None:
-    """Audit the synthetic patients against the source and write a signed report."""
+    """Audit the synthetic patients against training and holdout patients; sign the report.
+
+    Reads from ``ctx`` (a :class:`medsynth.demo.DemoContext`): ``out``, ``schema``, ``seed``,
+    ``progress``, ``echo``, and in ``ctx.artifacts``:
+
+    * ``"synthetic"``: the generated cohort (a Cohort, or the path of a cohort folder or FHIR
+      output); without it the step is skipped with a note;
+    * ``"train"`` and ``"holdout"``: the real patients the model was trained on and the real
+      patients held out before training (Cohorts or paths). The holdout must never have been
+      seen by the model: the step refuses to invent one by splitting the source afterwards;
+    * optional ``"model_dir"`` (the model artifact folder: hashed, its privacy record shown)
+      and ``"ledger"`` (the privacy ledger or its path: the source's events are embedded).
+
+    Writes a new key pair to ``ctx.out / "keys"`` (private key mode 0600) unless
+    ``ctx.artifacts["signing_key"]`` names one, audits under the shipped default policy into
+    ``ctx.out / "audit"``, signs the report and prints where to open it and how to verify it.
+    Sets ``ctx.artifacts["audit"]`` to the :class:`AuditReport`.
+
+    Raises:
+        DataError: synthetic patients exist but no training or holdout cohort was kept.
+    """
     from medsynth.audit.policy import load_policy
 
-    synthetic = ctx.artifacts.get("synthetic")
+    synthetic = _demo_cohort(ctx, "synthetic")
     if synthetic is None:
         ctx.summary.append("audit skipped: no synthetic cohort was generated")
         return
-    train, holdout = ctx.artifacts.get("train"), ctx.artifacts.get("holdout")
+    train, holdout = _demo_cohort(ctx, "train"), _demo_cohort(ctx, "holdout")
     if train is None or holdout is None:
-        train, holdout = ctx.artifacts["source"].split(DEMO_HOLDOUT_FRACTION, random_state=ctx.seed)
-    model = ctx.artifacts.get("model_dir")
+        raise DataError(
+            "the audit needs the training patients and real patients held out before "
+            "training (ctx.artifacts 'train' and 'holdout'); split the source before the "
+            "train step, never after it"
+        )
     key = ctx.artifacts.get("signing_key")
+    public = None
     if key is None:
         from medsynth.report.signing import generate_keypair
 
-        keys = generate_keypair(ctx.out / "keys")
-        key = keys[0] if isinstance(keys, tuple) else keys
+        key, public = generate_keypair(ctx.out / "keys")
         ctx.paths["signing keys (private key: keep secret)"] = ctx.out / "keys"
+    model = ctx.artifacts.get("model_dir") or getattr(ctx, "model_dir", None)
     inputs = AuditInputs(
         train,
         holdout,
@@ -407,14 +418,20 @@ def demo_step_audit(ctx: Any) -> None:
         key_path=key,
         progress=ctx.progress,
         seed=ctx.seed,
-        ledger=ctx.artifacts.get("ledger"),
+        ledger=ctx.artifacts.get("ledger") or getattr(ctx, "ledger_path", None),
     )
     ctx.artifacts["audit"] = report
     ctx.paths["audit report (open in a browser; confidential: computed on real data)"] = (
         report.report_html
     )
-    failed = sum(c.verdict == "FAIL" for c in report.checks)
+    verify = f"medsynth report verify {report.out_dir}"
+    if public is not None:
+        verify += f" --key {public}"
+    ctx.echo(f"      {report.headline}")
+    ctx.echo(f"      open {report.report_html} in a browser; check it with: {verify}")
     ctx.summary.append(
         f"audit verdict {report.verdict} ({len(report.checks)} checks, "
-        f"{failed} failed); signed report in {report.out_dir}"
+        f"{sum(c.verdict == 'FAIL' for c in report.checks)} failed, "
+        f"{sum(c.verdict == 'NOT RUN' for c in report.checks)} not run); "
+        f"signed report in {report.out_dir}"
     )

@@ -15,6 +15,8 @@ cohort to the real training cohort:
   patients: what sampling noise alone gives) by more than ``max_excess_tvd``, the group is
   flagged *distorted* (without a baseline, the figure itself is compared);
 * **condition difference** = largest prevalence difference of a condition inside the group;
+* **timeline TVDs**: the events-per-patient and gap TVDs of :mod:`medsynth.audit.timeseries`
+  inside the group, each beside its holdout baseline (shown, not flagged);
 * **AUC** (when a utility target is given): the train-on-synthetic and train-on-real classifiers
   scored on the holdout patients of the group.
 
@@ -34,7 +36,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from medsynth.audit.base import AuditInputs, AuditResult, Evaluator, not_run
-from medsynth.audit.fidelity import MIN_PATIENTS, _max, _mean, marginal_figures
+from medsynth.audit.fidelity import MIN_PATIENTS, _max, _mean, bin_counts, marginal_figures, tvd
+from medsynth.audit.timeseries import count_edges, event_gaps, events_per_patient, gap_edges
 from medsynth.audit.utility import (
     MIN_CLASS,
     Target,
@@ -117,6 +120,22 @@ def group_tvd(
     return _mean(tvds), _max([e["difference"] for e in fig["conditions"].values()])
 
 
+def group_timeline_tvd(real: Cohort, other: Cohort) -> tuple[float | None, float | None]:
+    """(events-per-patient TVD, gap TVD) inside a group, over the public bins of
+    :mod:`medsynth.audit.timeseries` (None when a side has no patient or no gap)."""
+    if real.n_patients == 0 or other.n_patients == 0:
+        return None, None
+    schema = real.schema
+    c_edges = count_edges(schema.limits.max_events_total)
+    counts = tvd(
+        bin_counts(events_per_patient(real), c_edges),
+        bin_counts(events_per_patient(other), c_edges),
+    )
+    g_edges = gap_edges(schema.time.horizon_days)
+    gaps = tvd(bin_counts(event_gaps(real), g_edges), bin_counts(event_gaps(other), g_edges))
+    return counts, gaps
+
+
 def share_upper(k: int, n: int, confidence: float = 0.95) -> float:
     """Upper end of the two-sided Clopper-Pearson interval of a share ``k / n``.
 
@@ -175,6 +194,8 @@ def group_row(
     )
     tvd_s, cond_s = group_tvd(parts["train"], parts["synthetic"], group.attribute, bins)
     tvd_h, cond_h = group_tvd(parts["train"], parts["holdout"], group.attribute, bins)
+    epp_s, gap_s = group_timeline_tvd(parts["train"], parts["synthetic"])
+    epp_h, gap_h = group_timeline_tvd(parts["train"], parts["holdout"])
     flags = []
     if ratio_high is not None and ratio_high < thresholds.min_share_ratio:
         flags.append("under-represented")
@@ -197,6 +218,10 @@ def group_row(
         "tvd_excess": excess,
         "condition_diff": cond_s,
         "condition_diff_baseline": cond_h,
+        "events_per_patient_tvd": epp_s,
+        "events_per_patient_tvd_baseline": epp_h,
+        "gap_tvd": gap_s,
+        "gap_tvd_baseline": gap_h,
         "flags": flags,
         "small": parts["train"].n_patients < thresholds.min_group_size,
     }

@@ -13,8 +13,10 @@ the next and where trajectories head must match too. Each figure is simple enoug
   values of the same patient (pairs pooled over patients), real minus synthetic in absolute
   value; it measures how persistent a patient's level is;
 * **slope difference**: per channel, the least-squares slope of value against time (per year)
-  of each patient with two or more measurements at distinct times, averaged over patients; the
-  absolute difference is divided by the channel's public range ``max - min``;
+  of each patient with two or more measurements at distinct times; the *median* over patients
+  (a mean is ruled by the few patients with two measurements days apart, whose slopes are
+  huge) is compared, the absolute difference divided by the channel's public range
+  ``max - min``;
 * **slope KS**: the KS statistic between the per-patient slope distributions (trajectory shape:
   how many patients rise, stay flat or fall, and how fast).
 
@@ -25,6 +27,7 @@ public normal ranges. Only synthetic records are drawn; no real patient appears 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -173,9 +176,14 @@ def timeseries_figures(
         lb = lag1_correlation(other, ch.name, min_pairs=min_pairs)
         sa, sb = patient_slopes(real, ch.name), patient_slopes(other, ch.name)
         span = ch.max - ch.min
-        ma = float(sa.mean()) if len(sa) else None
-        mb = float(sb.mean()) if len(sb) else None
+        ma = float(np.median(sa)) if len(sa) else None
+        mb = float(np.median(sb)) if len(sb) else None
         channels[ch.name] = {
+            "display": ch.display,
+            "unit": ch.unit,
+            "min": ch.min,
+            "max": ch.max,
+            "normal": list(ch.normal) if ch.normal else None,
             "lag1_real": la["correlation"],
             "lag1_synthetic": lb["correlation"],
             "lag1_pairs_real": la["pairs"],
@@ -255,71 +263,137 @@ def _attribute_text(cohort: Cohort, row: pd.Series) -> dict[str, str | None]:
     return out
 
 
+def record_fingerprints(cohort: Cohort) -> np.ndarray:
+    """One sha256 per patient (cohort order) of the record's content, its id left out.
+
+    Two patients with the same attributes, events (time, channel, value) and conditions get the
+    same fingerprint whatever their ids, so a synthetic patient that copies a real one is found
+    even under another id, and two different patients sharing an id are told apart.
+    """
+    ids = cohort.patients[PATIENT_ID].astype("object").to_numpy()
+    attrs = cohort.patients.drop(columns=[PATIENT_ID]).astype("object")
+    attr_text = attrs.apply(lambda r: "|".join(map(repr, r.tolist())), axis=1).to_numpy()
+    ev = cohort.events.sort_values([PATIENT_ID, "time", "channel", "value"], kind="mergesort")
+    ev_text = pd.Series(
+        [
+            f"{t:.6g}:{c}={v:.6g}"
+            for t, c, v in zip(ev["time"], ev["channel"], ev["value"], strict=True)
+        ],
+        dtype=object,
+    )
+    ev_by = ev_text.groupby(ev[PATIENT_ID].to_numpy()).agg(";".join) if len(ev) else {}
+    cond = cohort.conditions.sort_values([PATIENT_ID, "code"], kind="mergesort")
+    cond_text = pd.Series(
+        [f"{c}@{o:.6g}" for c, o in zip(cond["code"], cond["onset"], strict=True)], dtype=object
+    )
+    cond_by = cond_text.groupby(cond[PATIENT_ID].to_numpy()).agg(";".join) if len(cond) else {}
+    out = []
+    for pid, a in zip(ids, attr_text, strict=True):
+        text = f"{a}#{ev_by.get(pid, '')}#{cond_by.get(pid, '')}"
+        out.append(hashlib.sha256(text.encode()).hexdigest())
+    return np.array(out, dtype=object)
+
+
 def gallery(
     synthetic: Cohort,
     *,
     n_patients: int = 4,
     n_channels: int = 4,
     random_state: int = 0,
-    exclude: Iterable[str] = (),
+    real: Iterable[Cohort] = (),
 ) -> dict[str, Any]:
     """A few synthetic patients' whole timelines, for face validation by a clinician.
 
-    Patients are drawn at random among those with two or more events. Each comes with its
-    static attributes, its conditions (with onset day) and its ``n_channels`` most measured
-    channels, each with the schema's public bounds and normal range. Only the synthetic
-    cohort is read, and synthetic patients whose id is in ``exclude`` (the real patients' ids:
-    a synthetic cohort that carries them is a copy of real data) are never drawn.
+    Patients are drawn at random *by position* among the synthetic rows with events at two or
+    more distinct times; ids play no part (a generator may reuse ids such as ``sim-000000``
+    that real patients also carry). Synthetic rows whose whole record equals a real patient's record
+    (same content under any id, see :func:`record_fingerprints`) are never drawn, so no real
+    timeline is shown even when the synthetic data copies real records. Each patient comes
+    with its static attributes, its conditions (with onset day) and its ``n_channels`` most
+    measured channels, each with the schema's public bounds and normal range.
+
+    Returns:
+        ``{"horizon_days", "patients", "eligible", "excluded_copies", "note"}``; ``note`` says
+        why fewer patients than asked are shown (empty when all could be).
     """
     schema = synthetic.schema
     ev = synthetic.events
-    sizes = ev.groupby(PATIENT_ID).size()
-    skip = set(exclude)
-    eligible = sorted(p for p in sizes[sizes >= 2].index.tolist() if p not in skip)
+    ids = synthetic.patients[PATIENT_ID].astype("object").to_numpy()
+    sizes = ev.groupby(PATIENT_ID)["time"].nunique()
+    n_times = sizes.reindex(ids, fill_value=0).to_numpy()
+    rows = np.flatnonzero(n_times >= 2)
+    copies = 0
+    real = [c for c in real if c.n_patients]
+    if len(rows) and real:
+        known = set().union(*(set(record_fingerprints(c).tolist()) for c in real))
+        mine = record_fingerprints(synthetic)
+        is_copy = np.array([mine[i] in known for i in rows], dtype=bool)
+        copies = int(is_copy.sum())
+        rows = rows[~is_copy]
     rng = np.random.default_rng(random_state)
-    chosen = (
-        sorted(rng.choice(eligible, size=min(n_patients, len(eligible)), replace=False).tolist())
-        if eligible
-        else []
-    )
-    patients = synthetic.patients.set_index(PATIENT_ID)
-    conditions = synthetic.conditions
-    out = []
-    for pid in chosen:
-        g = ev[ev[PATIENT_ID] == pid].sort_values("time", kind="mergesort")
-        counts = g["channel"].value_counts()
-        names = sorted(counts.index, key=lambda c: (-int(counts[c]), schema.channel_names.index(c)))
-        series = {}
-        for name in names[:n_channels]:
-            ch = schema.channel_by_name[name]
-            part = g[g["channel"] == name]
-            series[name] = {
-                "display": ch.display,
-                "unit": ch.unit,
-                "min": ch.min,
-                "max": ch.max,
-                "normal": list(ch.normal) if ch.normal else None,
-                "time": part["time"].round(4).tolist(),
-                "value": part["value"].tolist(),
-            }
-        cond = conditions[conditions[PATIENT_ID] == pid].sort_values("onset")
-        out.append(
-            {
-                "patient_id": str(pid),
-                "attributes": _attribute_text(synthetic, patients.loc[pid]),
-                "conditions": [
-                    {
-                        "code": c,
-                        "display": schema.condition_by_code[c].display,
-                        "onset": round(float(o), 1),
-                    }
-                    for c, o in zip(cond["code"], cond["onset"], strict=True)
-                ],
-                "events": int(len(g)),
-                "channels": series,
-            }
+    take = min(n_patients, len(rows))
+    chosen = np.sort(rng.choice(rows, size=take, replace=False)) if take else np.zeros(0, int)
+    note = ""
+    if take < n_patients:
+        note = (
+            f"{take} of the {n_patients} requested synthetic timelines could be shown: "
+            f"{int((n_times >= 2).sum())} of {len(ids)} synthetic patients have events at two "
+            f"or more times"
+            + (
+                f", and {copies} of those are exact copies of real records (never shown)"
+                if copies
+                else ""
+            )
+            + "."
         )
-    return {"horizon_days": float(schema.time.horizon_days), "patients": out}
+    events_by_row = {i: ev[ev[PATIENT_ID] == ids[i]] for i in chosen}
+    out = [_timeline(synthetic, int(i), events_by_row[i], n_channels) for i in chosen.tolist()]
+    return {
+        "horizon_days": float(schema.time.horizon_days),
+        "patients": out,
+        "eligible": int(len(rows)),
+        "excluded_copies": copies,
+        "note": note,
+    }
+
+
+def _timeline(synthetic: Cohort, row: int, g: pd.DataFrame, n_channels: int) -> dict[str, Any]:
+    """One synthetic patient (by row position) as plain data for the gallery."""
+    schema = synthetic.schema
+    g = g.sort_values("time", kind="mergesort")
+    counts = g["channel"].value_counts()
+    names = sorted(counts.index, key=lambda c: (-int(counts[c]), schema.channel_names.index(c)))
+    series = {}
+    for name in names[:n_channels]:
+        ch = schema.channel_by_name[name]
+        part = g[g["channel"] == name]
+        series[name] = {
+            "display": ch.display,
+            "unit": ch.unit,
+            "min": ch.min,
+            "max": ch.max,
+            "normal": list(ch.normal) if ch.normal else None,
+            "time": part["time"].round(4).tolist(),
+            "value": part["value"].tolist(),
+        }
+    pid = synthetic.patients[PATIENT_ID].iloc[row]
+    cond = synthetic.conditions[synthetic.conditions[PATIENT_ID] == pid].sort_values("onset")
+    return {
+        "row": row,
+        "attributes": [  # pairs in schema order (canonical JSON sorts object keys)
+            [k, v] for k, v in _attribute_text(synthetic, synthetic.patients.iloc[row]).items()
+        ],
+        "conditions": [
+            {
+                "code": c,
+                "display": schema.condition_by_code[c].display,
+                "onset": round(float(o), 1),
+            }
+            for c, o in zip(cond["code"], cond["onset"], strict=True)
+        ],
+        "events": int(len(g)),
+        "channels": series,
+    }
 
 
 # -- evaluator ------------------------------------------------------------------------------------
@@ -385,7 +459,7 @@ class TimeSeriesEvaluator(Evaluator):
             n_channels=self.gallery_channels,
             n_patients=self.gallery_patients,
             random_state=self.inputs.random_state,
-            exclude={*train.patient_ids, *holdout.patient_ids},
+            real=(train, holdout),
         )
         return AuditResult(
             name=self.name,

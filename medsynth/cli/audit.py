@@ -82,7 +82,7 @@ def audit(
     TRAIN, HOLDOUT and SYNTHETIC are cohort folders or anything 'medsynth ingest' reads
     (FHIR Bundles, bulk ndjson); --schema is needed for FHIR. The report is computed on real
     patients: keep it with the data owner. Exit code 0 when the policy's verdict is PASS,
-    4 when it is FAIL.
+    4 when it is FAIL, or INCOMPLETE (no privacy check could run).
     """
     from medsynth.audit.base import AuditInputs
     from medsynth.audit.policy import load_policy
@@ -119,10 +119,16 @@ def audit(
         f"verdict {report.verdict} under policy {chosen.name!r}: {passed} passed, "
         f"{failed} failed, {len(report.checks) - passed - failed} not run"
     )
+    click.echo(report.headline)
     click.echo(f"report: {report.report_html} (open in a browser); data: {report.report_json}")
     click.echo(
         f"signed: {report.signature}" if report.signature else "not signed (give --key to sign)"
     )
+    if report.verdict == "INCOMPLETE":
+        raise AuditFailed(
+            f"audit verdict INCOMPLETE under policy {chosen.name!r}: no privacy check ran, "
+            f"so privacy was not assessed; see {report.report_html}"
+        )
     if not report.passed:
         raise AuditFailed(
             f"audit verdict FAIL under policy {chosen.name!r}: {failed} check"

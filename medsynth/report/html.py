@@ -17,57 +17,11 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from medsynth.audit.fidelity import MISSING
 from medsynth.report import svg
+from medsynth.report.words import PLAIN_BY_NAME, PLAIN_WORDS, banner, plain_summary
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-PLAIN_WORDS = {
-    "privacy": "An attacker holding the synthetic data tries to learn something about the real "
-    "patients it was trained on. The figure that matters is how much better the attack "
-    "does on training patients than on holdout patients the model never saw: that "
-    "difference is what the synthetic data leaks; the rest anyone could infer.",
-    "fidelity": "How closely the synthetic patients resemble the real ones, statistically. "
-    "Lower distances are better; the baseline column shows the distance between two "
-    "honest samples of the real population (training vs holdout), the best a "
-    "generator can be expected to reach.",
-    "utility": "Whether the synthetic data is useful for building models: a classifier trained "
-    "on synthetic patients is tested on real holdout patients, beside the same "
-    "classifier trained on real patients (the ceiling).",
-}
-PLAIN_BY_NAME = {
-    "mia_dcr": "Membership inference: can someone holding the synthetic data tell whether a given "
-    "person was among the training patients, by how close that person's record lies to "
-    "a synthetic one? An AUC of 0.5 means no better than a coin toss; 1.0 means every "
-    "member is recognised.",
-    "mia_density": "Membership inference: a classifier learns where the synthetic data is denser "
-    "than real data of people the model never saw, and flags people in those "
-    "places as likely training patients. AUC 0.5 means it cannot tell.",
-    "mia_likelihood": "Membership inference with the model itself: training patients tend to get "
-    "a lower loss than others. AUC 0.5 means the model treats members and "
-    "non-members alike.",
-    "attribute_disclosure": "Attribute disclosure: an attacker who knows a few facts about a "
-    "person (age band, sex, place, race) looks them up in the synthetic "
-    "data to guess something sensitive, such as a diagnosis. The risk is "
-    "how much better this works for training patients than for people "
-    "the model never saw.",
-    "singling_out": 'Singling out: rules read off the synthetic data ("the only woman over 80 '
-    'in this state with a stroke") that pick out exactly one real training '
-    "patient, compared with how often they do so among other people.",
-    "linkability": "Linkability: joining two partial descriptions of the same patient (say, "
-    "demographics from one source and lab values from another) by way of the "
-    "synthetic data.",
-    "record_matches": "Copies: synthetic records that are exact or near-exact copies of a real "
-    "training record.",
-    "dcr_share": "Distance to closest record: whether synthetic patients sit closer to training "
-    "patients than real patients the model never saw do. Closer means copying.",
-    "subgroups": "Whether every sex, age band and race/ethnicity group is represented and "
-    "rendered as faithfully as the whole cohort. Differential privacy tends to blur "
-    "small groups first; a flagged group means analyses about it should not rely "
-    "on this synthetic data.",
-    "timeseries": "Whether the synthetic timelines behave like real ones: how many measurements a "
-    "patient has, how far apart, how stable a patient's values are from one "
-    "measurement to the next, and where values trend over time.",
-}
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -88,6 +42,39 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def value_range(
+    values: list[float | None], low: float, high: float, normal: list[float] | None
+) -> tuple[float, float]:
+    """The y range of a channel's chart: its normal range (else the data) widened by half its
+    width on each side and to every value, within the schema's bounds ``[low, high]``.
+
+    Anchoring the scale on the public normal range keeps a small drift (168 to 172 cm of
+    height) from filling the chart and looking like a large one.
+    """
+    data = [float(v) for v in values if v is not None]
+    if normal:
+        lo, hi = float(normal[0]), float(normal[1])
+    elif data:
+        lo, hi = min(data), max(data)
+    else:
+        lo, hi = float(low), float(high)
+    lo, hi = min([lo, *data]), max([hi, *data])
+    pad = max(hi - lo, 0.05 * (float(high) - float(low))) * 0.25
+    return max(float(low), lo - pad), min(float(high), hi + pad)
+
+
+def drop_empty_missing(
+    labels: list[str], series: Mapping[str, list[float]]
+) -> tuple[list[str], dict[str, list[float]]]:
+    """Leave out the "(missing)" level of a chart when no series has anything in it."""
+    keep = [
+        i
+        for i, label in enumerate(labels)
+        if label != MISSING or any(float(v[i] or 0) > 0 for v in series.values())
+    ]
+    return [labels[i] for i in keep], {k: [v[i] for i in keep] for k, v in series.items()}
 
 
 def _is_series(v: Any, n: int) -> bool:
@@ -132,10 +119,12 @@ def generic_charts(details: Mapping[str, Any], limit: int = 6) -> list[Markup]:
                 k: v for k, v in node.items() if k != "edges" and _is_series(v, len(edges) - 1)
             }
             if series:
+                series = {k.replace("_", " "): v for k, v in series.items()}
                 charts.append(Markup(svg.step_histogram(edges, series, title)))
                 return
         for key, child in node.items():
-            visit(child, f"{title}: {key}" if title else str(key))
+            name = str(key).replace("_", " ")
+            visit(child, f"{title}: {name}" if title else name)
 
     visit(details, "")
     return charts
@@ -145,23 +134,24 @@ def generic_charts(details: Mapping[str, Any], limit: int = 6) -> list[Markup]:
 def fidelity_view(result: Mapping[str, Any]) -> dict[str, Any]:
     d = result["details"]
     marg = d["marginals"]
-    attrs = [
-        Markup(
-            (svg.hbars if len(e["labels"]) > 14 else svg.bars)(
-                e["labels"],
-                {"real": e["real"], "synthetic": e["synthetic"]},
-                f"{name} (TVD {fmt(e['tvd'])})",
-            )
+    names = d["associations"].get("labels", {})
+    attrs = []
+    for name, e in marg["attributes"].items():
+        labels, series = drop_empty_missing(
+            list(e.get("display_labels") or e["labels"]),
+            {"real": e["real"], "synthetic": e["synthetic"]},
         )
-        for name, e in marg["attributes"].items()
-    ]
+        chart = svg.hbars if len(labels) > 14 else svg.bars
+        title = f"{names.get(name, name)} (TVD {fmt(e['tvd'])})"
+        attrs.append(Markup(chart(labels, series, title)))
     chans = [
         Markup(
             svg.step_histogram(
                 e["edges"],
                 {"real": e["real"], "synthetic": e["synthetic"]},
-                f"{name} (TVD {fmt(e['tvd'])}, KS {fmt(e['ks'])})",
+                f"{svg_short(e.get('display', name))} (TVD {fmt(e['tvd'])}, KS {fmt(e['ks'])})",
                 x_label=e["unit"],
+                band=tuple(e["normal"]) if e.get("normal") else None,
             )
         )
         for name, e in marg["channels"].items()
@@ -182,17 +172,27 @@ def fidelity_view(result: Mapping[str, Any]) -> dict[str, Any]:
     cv = d["associations"]["cramers_v"]
     heat = Markup(
         svg.heatmap(
-            cv["variables"], cv["difference"], "|Cramér's V real - synthetic| per variable pair"
+            [names.get(v, v) for v in cv["variables"]],
+            cv["difference"],
+            "|Cramér's V real - synthetic| per variable pair",
         )
     )
+    largest = [
+        {**p, "a": names.get(p["a"], p["a"]), "b": names.get(p["b"], p["b"])} for p in cv["largest"]
+    ]
     return {
         "attributes": attrs,
         "channels": chans,
         "conditions": cond_chart,
         "heatmap": heat,
-        "largest": cv["largest"],
+        "largest": largest,
         "conditions_table": conds,
     }
+
+
+def svg_short(display: str) -> str:
+    """A channel's LOINC display without its bracketed property part, for chart titles."""
+    return display.split(" [")[0]
 
 
 def timeseries_view(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,26 +217,34 @@ def timeseries_view(result: Mapping[str, Any]) -> dict[str, Any]:
     ]
     edges = d["time_edges"]
     mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    trajectories = [
-        Markup(
-            svg.lines(
-                {
-                    "real": (mids, c["trajectory_real"]),
-                    "synthetic": (mids, c["trajectory_synthetic"]),
-                },
-                f"{name}: mean value over time",
-                x_range=(edges[0], edges[-1]),
-                x_label="days since time zero",
-                width=300,
-                height=200,
+    trajectories = []
+    for name, c in d["channels"].items():
+        values = c["trajectory_real"] + c["trajectory_synthetic"]
+        if all(v is None for v in values):
+            continue
+        low, high = c.get("min"), c.get("max")
+        y_range = value_range(values, low, high, c.get("normal")) if low is not None else None
+        band = c.get("normal")
+        trajectories.append(
+            Markup(
+                svg.lines(
+                    {
+                        "real": (mids, c["trajectory_real"]),
+                        "synthetic": (mids, c["trajectory_synthetic"]),
+                    },
+                    f"{svg_short(c.get('display', name))} ({c.get('unit', '')}): mean over time",
+                    x_range=(edges[0], edges[-1]),
+                    y_range=y_range,
+                    band=tuple(band) if band else None,
+                    x_label="days since time zero",
+                    width=300,
+                    height=200,
+                )
             )
         )
-        for name, c in d["channels"].items()
-        if any(v is not None for v in c["trajectory_real"] + c["trajectory_synthetic"])
-    ]
+    found = d.get("gallery", {})
     gallery = [
-        gallery_card(p, d["gallery"]["horizon_days"])
-        for p in d.get("gallery", {}).get("patients", [])
+        gallery_card(p, found["horizon_days"], i) for i, p in enumerate(found.get("patients", []))
     ]
     measured = {
         name: c
@@ -247,30 +255,40 @@ def timeseries_view(result: Mapping[str, Any]) -> dict[str, Any]:
         "charts": charts,
         "trajectories": trajectories,
         "gallery": gallery,
+        "gallery_note": found.get("note", ""),
         "channels": measured,
     }
 
 
-def gallery_card(patient: Mapping[str, Any], horizon: float) -> dict[str, Any]:
-    """One synthetic patient: a line of attributes and conditions, one small chart per channel."""
-    attrs = ", ".join(f"{k} {v}" for k, v in patient["attributes"].items() if v is not None)
+def gallery_card(patient: Mapping[str, Any], horizon: float, index: int) -> dict[str, Any]:
+    """One synthetic patient: a line of attributes and conditions, one small chart per channel.
+
+    Each chart's y axis spans the channel's normal range (the green band) widened to every
+    value, within the schema's bounds, so that ordinary variation does not look dramatic; the
+    x axis spans the patient's measured days, the same on every chart of the patient.
+    """
+    pairs = patient["attributes"]
+    pairs = pairs.items() if isinstance(pairs, Mapping) else pairs
+    attrs = ", ".join(f"{k} {v}" for k, v in pairs if v is not None)
     conditions = (
         ", ".join(f"{c['display']} (day {c['onset']:g})" for c in patient["conditions"]) or "none"
     )
+    times = [t for s in patient["channels"].values() for t in s["time"]]
+    first, last = (min(times), max(times)) if times else (0.0, horizon)
+    pad = max(0.05 * (last - first), 15.0)
+    x_range = (max(0.0, first - pad), last + pad)
     charts = []
     for s in patient["channels"].values():
         band = tuple(s["normal"]) if s["normal"] else None
-        ys = list(s["value"]) + (list(band) if band else [])
-        pad = (max(ys) - min(ys)) * 0.15 or 1.0
         charts.append(
             Markup(
                 svg.lines(
                     {"value": (s["time"], s["value"])},
-                    f"{s['display'][:40]} ({s['unit']})",
+                    f"{svg_short(s['display'])[:40]} ({s['unit']})",
                     band=band,
-                    x_range=(0.0, horizon),
-                    y_range=(max(s["min"], min(ys) - pad), min(s["max"], max(ys) + pad)),
-                    x_label="day",
+                    x_range=x_range,
+                    y_range=value_range(s["value"], s["min"], s["max"], s["normal"]),
+                    x_label="day (of the patient's record)",
                     width=265,
                     height=170,
                     colours=(svg.SYNTH,),
@@ -279,7 +297,8 @@ def gallery_card(patient: Mapping[str, Any], horizon: float) -> dict[str, Any]:
             )
         )
     return {
-        "id": patient["patient_id"],
+        "title": f"Synthetic patient {index + 1}",
+        "row": patient.get("row"),
         "attributes": attrs,
         "conditions": conditions,
         "events": patient["events"],
@@ -340,55 +359,9 @@ def epsilon_view(document: Mapping[str, Any]) -> dict[str, Any]:
         for r in document["results"]
         if r["kind"] == "privacy"
         for k, v in sorted(r["metrics"].items())
-        if "epsilon" in k
+        if "epsilon" in k and "accounted" not in k
     ]
     return {"epsilon": record.get("epsilon"), "delta": record.get("delta"), "lower": lower}
-
-
-SUMMARY = {
-    ("privacy", "PASS"): "No attack succeeded beyond what the policy allows: in these tests the "
-    "synthetic data did not measurably reveal who was among the training "
-    "patients or facts about them.",
-    ("privacy", "FAIL"): "At least one attack succeeded beyond the policy's limit: the synthetic "
-    "data reveals something about specific training patients. Do not "
-    "share it.",
-    ("fidelity", "PASS"): "The synthetic patients are statistically close to the real ones on "
-    "every figure the policy checks.",
-    ("fidelity", "FAIL"): "Some distributions, timelines or groups differ more than the policy "
-    "allows: analyses that rely on them may mislead.",
-    ("utility", "PASS"): "Models trained on the synthetic data work on real patients nearly as "
-    "well as models trained on real data.",
-    ("utility", "FAIL"): "Models trained on the synthetic data work noticeably worse on real "
-    "patients than models trained on real data.",
-}
-KIND_TITLES = {"privacy": "Privacy", "fidelity": "Fidelity", "utility": "Usefulness"}
-
-
-def plain_summary(document: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One plain sentence per kind of check (privacy, fidelity, utility) with its verdict."""
-    rows = []
-    for kind, title in KIND_TITLES.items():
-        checks = [c for c in document["checks"] if c["kind"] == kind]
-        ran = [c for c in checks if c["verdict"] != "NOT RUN"]
-        if not ran:
-            rows.append(
-                {
-                    "title": title,
-                    "verdict": "NOT RUN",
-                    "text": "Not assessed under this policy on these inputs.",
-                }
-            )
-            continue
-        verdict = "FAIL" if any(c["verdict"] == "FAIL" for c in checks) else "PASS"
-        failed = [c["name"] for c in checks if c["verdict"] == "FAIL"]
-        text = SUMMARY[(kind, verdict)]
-        if failed:
-            text += " Failed: " + "; ".join(failed) + "."
-        skipped = len(checks) - len(ran)
-        if skipped:
-            text += f" {skipped} check{'s' if skipped != 1 else ''} could not run."
-        rows.append({"title": title, "verdict": verdict, "text": text})
-    return rows
 
 
 def render_html(document: Mapping[str, Any]) -> str:
@@ -409,6 +382,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         views=by_kind,
         epsilon=epsilon_view(document),
         plain=plain_summary(document),
+        banner=banner(document),
         provenance=json.dumps(document["provenance"], indent=1, sort_keys=True),
         policy=json.dumps(document["policy"], indent=1, sort_keys=True),
     )

@@ -117,6 +117,9 @@ class Frame:
 
 
 def _svg(width: int, height: int, title: str, body: str) -> str:
+    limit = max(12, int(width / 6.4))  # bold 11 px sans: about 6.4 px a character
+    if len(title) > limit:
+        title = title[: limit - 1] + "\u2026"
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="{escape(title)}">'
@@ -125,10 +128,15 @@ def _svg(width: int, height: int, title: str, body: str) -> str:
     )
 
 
+def legend_width(labels: Sequence[str]) -> int:
+    """Pixels a one-line legend of ``labels`` takes."""
+    return sum(22 + 6 * len(label) for label in labels)
+
+
 def legend(items: Sequence[tuple[str, str]], width: int, y: float = 28) -> str:
-    """A one-line legend centred under the title."""
+    """A one-line legend centred under the title (left-aligned when it is wider)."""
     sizes = [22 + 6 * len(label) for label, _ in items]
-    x = (width - sum(sizes)) / 2
+    x = max(4.0, (width - sum(sizes)) / 2)
     out = []
     for (label, colour), size in zip(items, sizes, strict=True):
         out.append(
@@ -241,12 +249,27 @@ def step_histogram(
     width: int = 350,
     height: int = 200,
     as_shares: bool = True,
+    band: tuple[float, float] | None = None,
 ) -> str:
-    """Histograms over shared numeric bin edges drawn as step lines, one per series."""
+    """Histograms over shared numeric bin edges drawn as step lines, one per series.
+
+    Args:
+        band: shade a vertical band on the x axis (e.g. the schema's normal range).
+    """
     values = {k: (_shares(v) if as_shares else [float(x) for x in v]) for k, v in series.items()}
     top = max([max(v, default=0.0) for v in values.values()] + [1e-9])
+    width = max(width, legend_width(list(values)) + 96)
     f = Frame(width, height, float(edges[0]), float(edges[-1]), 0, top * 1.1)
-    body = [f.axes(x_label=x_label, y_label="share" if as_shares else "count")]
+    body = []
+    if band is not None:
+        lo, hi = max(band[0], f.x0), min(band[1], f.x1)
+        if hi > lo:
+            body.append(
+                f'<rect x="{_num(f.x(lo))}" y="{f.top}" width="{_num(f.x(hi) - f.x(lo))}" '
+                f'height="{_num(f.y(0) - f.top)}" fill="{BAND}">'
+                f"<title>normal range {lo:g} to {hi:g}</title></rect>"
+            )
+    body.append(f.axes(x_label=x_label, y_label="share" if as_shares else "count"))
     for j, (name, vals) in enumerate(values.items()):
         pts = [(f.x(edges[0]), f.y(0))]
         for i, v in enumerate(vals):
@@ -291,6 +314,8 @@ def lines(
     y0, y1 = y_range or (min(ys, default=0.0), max(ys, default=1.0))
     if y1 <= y0:
         y0, y1 = y0 - 1, y1 + 1
+    if show_legend:
+        width = max(width, legend_width(list(curves)) + 96)
     f = Frame(width, height, x0, x1, y0, y1)
     body = []
     if band is not None:
@@ -334,25 +359,42 @@ def lines(
     return _svg(width, height, title, "".join(body))
 
 
+def _clip_text(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
 def heatmap(
     labels: Sequence[str],
     matrix: Sequence[Sequence[float | None]],
     title: str,
     *,
     vmax: float = 0.5,
-    cell: int = 10,
+    cell: int = 12,
+    chars: int = 30,
 ) -> str:
-    """A square matrix of non-negative values (e.g. |Cramér's V difference|), white to red."""
+    """A square matrix of non-negative values (e.g. |Cramér's V difference|), white to red.
+
+    Rows are labelled on the left and columns above (rotated), both with ``labels`` cut to
+    ``chars`` characters; hovering a cell names the full pair and the value.
+    """
     n = len(labels)
-    left, top = 150, 30
-    width = max(left + n * cell + 10, 340)
-    height = top + n * cell + 24
+    size = min(cell, 10)
+    margin = 12 + int(size * 0.58 * min(chars, max((len(x) for x in labels), default=0)))
+    left, top = margin, 30 + int(margin * 0.8)
+    width = max(left + n * cell + int(margin * 0.65) + 10, 340)
+    height = top + n * cell + 28
     body = []
     for i in range(n):
+        text = escape(_clip_text(labels[i], chars))
         body.append(
             f'<text x="{left - 4}" y="{top + i * cell + cell / 2:.1f}" '
-            f'font-family="sans-serif" font-size="{min(cell, 10)}" text-anchor="end" '
-            f'dominant-baseline="middle">{escape(labels[i][:28])}</text>'
+            f'font-family="sans-serif" font-size="{size}" text-anchor="end" '
+            f'dominant-baseline="middle">{text}</text>'
+        )
+        cx, cy = left + i * cell + cell / 2, top - 4
+        body.append(
+            f'<text x="{cx:.1f}" y="{cy:.1f}" font-family="sans-serif" font-size="{size}" '
+            f'transform="rotate(-50 {cx:.1f} {cy:.1f})">{text}</text>'
         )
         for j in range(n):
             v = matrix[i][j]
@@ -364,12 +406,13 @@ def heatmap(
                 colour = f"rgb(255,{g},{g})"
             body.append(
                 f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell}" '
-                f'height="{cell}" fill="{colour}"><title>{escape(labels[i])} x '
-                f"{escape(labels[j])}: {'n/a' if v is None else f'{v:.3f}'}</title></rect>"
+                f'height="{cell}" fill="{colour}" stroke="#fff" stroke-width="0.5">'
+                f"<title>{escape(labels[i])} x {escape(labels[j])}: "
+                f"{'n/a' if v is None else f'{v:.3f}'}</title></rect>"
             )
     body.append(
-        f'<text x="{left}" y="{height - 6}" {FONT}>darker = larger difference '
-        f"(full colour at {vmax:g}); columns in the same order as rows</text>"
+        f'<text x="8" y="{height - 8}" {FONT}>darker = larger difference '
+        f"(full colour at {vmax:g}); grey = not computable</text>"
     )
     return _svg(width, height, title, "".join(body))
 

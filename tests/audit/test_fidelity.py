@@ -165,8 +165,8 @@ def test_timeseries_identical_is_zero_and_gallery_is_synthetic(tiny_schema):
     assert same.metrics["events_per_patient_tvd"] == 0.0 and same.metrics["gap_ks"] == 0.0
     assert same.metrics["lag1_diff_max"] == 0.0
     r = TimeSeriesEvaluator(AuditInputs(real, real, synth, tiny_schema)).evaluate().result()
-    ids = [p["patient_id"] for p in r.details["gallery"]["patients"]]
-    assert len(ids) == 4 and all(i.startswith("s") for i in ids)
+    rows = [p["row"] for p in r.details["gallery"]["patients"]]
+    assert len(rows) == 4 and rows == sorted(set(rows)) and "patient_id" not in str(r.details)
     assert same.metrics["slope_ks_max"] == 0.0
 
 
@@ -184,14 +184,33 @@ def test_gallery_draws_whole_synthetic_timelines(tiny_schema):
     )
     g = gallery(c, n_patients=5, n_channels=1, random_state=0)
     assert g["horizon_days"] == 365.0
-    assert [p["patient_id"] for p in g["patients"]] == ["a"]  # the only one with 2+ events
+    assert [p["row"] for p in g["patients"]] == [0]  # the only one with 2+ events
+    assert g["note"].startswith("1 of the 5 requested synthetic timelines could be shown")
     a = g["patients"][0]
-    assert a["attributes"] == {"sex": "male", "age": "40"} and a["events"] == 3
+    assert a["attributes"] == [["sex", "male"], ["age", "40"]] and a["events"] == 3
     assert a["conditions"] == [{"code": "38341003", "display": "Hypertension", "onset": 0.0}]
     assert list(a["channels"]) == ["glucose"]
     assert a["channels"]["glucose"]["time"] == [0.0, 30.0]
     assert a["channels"]["glucose"]["value"] == [100.0, 110.0]
-    assert gallery(c, exclude={"a"})["patients"] == []  # a real patient's id is never drawn
+    copy = gallery(c, real=[c])  # an exact copy of a real record is never drawn
+    assert copy["patients"] == [] and copy["excluded_copies"] == 1
+    assert "1 of those are exact copies of real records (never shown)" in copy["note"]
+
+
+def test_gallery_picks_by_position_when_synthetic_ids_equal_real_ids(tiny_schema):
+    real = random_cohort(tiny_schema, 30, seed=4, prefix="sim-")
+    synth = random_cohort(tiny_schema, 30, seed=5, prefix="sim-")  # same ids, other records
+    assert synth.patient_ids == real.patient_ids
+    g = gallery(synth, n_patients=3, real=[real], random_state=1)
+    assert len(g["patients"]) == 3 and g["excluded_copies"] == 0 and g["note"] == ""
+    first = g["patients"][0]
+    pid = synth.patient_ids[first["row"]]
+    mine = synth.events[synth.events["patient_id"] == pid]
+    assert first["events"] == len(mine)  # the timeline is the synthetic row's, not the real one
+    copied = gallery(real, n_patients=3, real=[real, synth])
+    with_two = int((real.events.groupby("patient_id")["time"].nunique() >= 2).sum())
+    assert copied["patients"] == [] and copied["eligible"] == 0
+    assert copied["excluded_copies"] == with_two > 0
 
 
 def test_timeseries_not_run_without_events(tiny_schema):
@@ -297,6 +316,11 @@ def test_subgroup_flag_fires_when_a_group_is_removed(tiny_schema):
     assert rows["sex: female"]["flags"] == ["under-represented"]
     assert rows["sex: female"]["n_train"] == int((train.patients["sex"] == "female").sum())
     assert r.metrics["under_represented_groups"] == 1 and r.metrics["min_share_ratio"] == 0.0
+    assert rows["sex: female"]["events_per_patient_tvd"] is None  # no synthetic woman to compare
+    same = SubgroupEvaluator(AuditInputs(train, holdout, train, tiny_schema)).evaluate().result()
+    for row in same.details["groups"]:  # timelines of a group against themselves: no distance
+        assert row["events_per_patient_tvd"] == 0.0 and row["gap_tvd"] == 0.0, row["group"]
+        assert row["events_per_patient_tvd_baseline"] is not None
 
 
 def test_subgroup_distorted_when_one_group_is_rendered_badly(tiny_schema):

@@ -14,11 +14,25 @@ from medsynth.audit.policy import load_policy, parse_policy
 from medsynth.audit.run import REPORT_HTML, REPORT_JSON, STATEMENT, run_audit, validate_report
 from medsynth.errors import SchemaError
 from medsynth.schema.load import load_json_schema
+from tests.audit import stub_attack
 from tests.audit.test_fidelity import make_cohort, random_cohort
 
 canonical = pytest.importorskip("medsynth.report.canonical")  # written beside this module
 
 TARGET = {"condition": "38341003"}
+COPIES = {
+    "name": "copies",
+    "evaluator": "exact_copies",
+    "metric": "share",
+    "op": "<=",
+    "threshold": 0.05,
+}
+
+
+@pytest.fixture(autouse=True)
+def _exact_copies(monkeypatch):
+    """A small privacy evaluator, so that a report can PASS before the attack modules exist."""
+    stub_attack.register(monkeypatch)
 
 
 def policy_doc(**overrides) -> dict:
@@ -27,12 +41,14 @@ def policy_doc(**overrides) -> dict:
         "name": "unit",
         "seed": 7,
         "evaluators": {
+            "exact_copies": {},
             "fidelity": {"params": {"bins": 5}},
             "timeseries": {"params": {"gallery_channels": 1, "gallery_patients": 2}},
             "utility": {"params": {"target": TARGET, "bootstrap": 20}},
             "subgroups": {"params": {"min_group_size": 20, "target": TARGET}},
         },
         "checks": [
+            COPIES,
             {
                 "name": "shares",
                 "evaluator": "fidelity",
@@ -96,19 +112,27 @@ def test_fresh_draws_pass_and_the_report_is_canonical_and_valid(cohorts, tmp_pat
         progress=False,
     )
     assert report.verdict == "PASS", [c.reason for c in report.checks]
-    assert [c.verdict for c in report.checks] == ["PASS"] * 5
+    assert [c.verdict for c in report.checks] == ["PASS"] * 6
     raw = (tmp_path / "audit" / REPORT_JSON).read_bytes()
     doc = json.loads(raw)
     assert raw == canonical.canonical_json(doc)
     jsonschema.Draft202012Validator(load_json_schema("audit-report.schema.json")).validate(doc)
     assert doc["verdict"] == "PASS" and doc["statement"] == STATEMENT and doc["seed"] == 7
-    assert doc["summary"] == {"checks": 5, "passed": 5, "failed": 0, "not_run": 0}
+    assert doc["summary"] == {"checks": 6, "passed": 6, "failed": 0, "not_run": 0}
+    assert doc["coverage"]["privacy"] == {"checks": 1, "passed": 1, "failed": 0, "not_run": 0}
+    assert doc["headline"] == "PASS: 6 of 6 checks ran and passed."
     inputs = doc["provenance"]["inputs"]
     assert inputs["train"]["content_sha256"] == train.content_hash()
     assert inputs["synthetic"]["patients"] == 200 and doc["provenance"]["model"] is None
-    assert [r["name"] for r in doc["results"]] == ["fidelity", "timeseries", "utility", "subgroups"]
+    assert [r["name"] for r in doc["results"]] == [
+        "exact_copies",
+        "fidelity",
+        "timeseries",
+        "utility",
+        "subgroups",
+    ]
     assert doc["policy"] == policy_doc()
-    assert report.results[0].parameters["bins"] == 5
+    assert report.results[1].parameters["bins"] == 5
 
 
 def test_no_real_patient_appears_in_the_report(cohorts, tmp_path):
@@ -121,8 +145,34 @@ def test_no_real_patient_appears_in_the_report(cohorts, tmp_path):
     )
     html = (tmp_path / "a" / REPORT_HTML).read_text()
     text = (tmp_path / "a" / REPORT_JSON).read_text() + html
-    assert "REAL-" not in text
-    assert "SYN-" in html  # the gallery shows synthetic timelines
+    assert "REAL-" not in text and "SYN-" not in text  # no id, real or synthetic, is shown
+    assert "Synthetic patient 2</h3>" in html and "Synthetic patient 3</h3>" not in html
+
+
+def test_gallery_is_drawn_by_position_when_synthetic_ids_equal_real_ids(cohorts, tmp_path):
+    schema, train, holdout, _ = cohorts
+    same_ids = random_cohort(schema, 200, seed=13, prefix="REAL-T")  # a generator's own ids
+    assert same_ids.patient_ids == train.patient_ids
+    run_audit(
+        AuditInputs(train, holdout, same_ids, schema),
+        parse_policy(policy_doc()),
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
+    doc = json.loads((tmp_path / "a" / REPORT_JSON).read_text())
+    gallery = next(r for r in doc["results"] if r["name"] == "timeseries")["details"]["gallery"]
+    assert len(gallery["patients"]) == 2 and gallery["note"] == ""
+    html = (tmp_path / "a" / REPORT_HTML).read_text()
+    assert "Synthetic patient 2</h3>" in html and "REAL-" not in html
+    run_audit(
+        AuditInputs(train, holdout, train, schema),  # a copy: no timeline may be shown
+        parse_policy(policy_doc()),
+        out_dir=tmp_path / "b",
+        progress=False,
+    )
+    html = (tmp_path / "b" / REPORT_HTML).read_text()
+    assert "Synthetic patient 1</h3>" not in html
+    assert "are exact copies of real records (never shown)" in html
 
 
 def test_html_puts_the_verdict_first_and_is_self_contained(cohorts, tmp_path):
@@ -164,20 +214,37 @@ def test_a_distorted_synthetic_cohort_fails(cohorts, tmp_path):
     assert doc["summary"]["failed"] == 4 and doc["verdict"] == "FAIL"
 
 
+def without_privacy(**overrides) -> dict:
+    """The unit policy with its privacy evaluator and check taken out."""
+    doc = policy_doc(**overrides)
+    doc["evaluators"].pop("exact_copies", None)
+    doc["checks"] = [c for c in doc["checks"] if c["evaluator"] != "exact_copies"]
+    return doc
+
+
 def test_degenerate_inputs_give_not_run_never_a_crash(tiny_schema, tmp_path):
     one = make_cohort(tiny_schema, [("x", "male", 40)])
     empty = make_cohort(tiny_schema, [])
     report = run_audit(
         AuditInputs(one, empty, one, tiny_schema),
-        parse_policy(policy_doc()),
+        parse_policy(without_privacy()),
         out_dir=tmp_path / "a",
         progress=False,
     )
     assert {r.status for r in report.results} == {"not_run"}
     assert all(c.verdict == "NOT RUN" and c.reason for c in report.checks)
-    assert report.verdict == "PASS"
+    assert report.verdict == "INCOMPLETE"  # nothing failed, but nothing about privacy ran
+    assert report.headline.startswith(
+        "INCOMPLETE: privacy was NOT assessed (the policy runs no privacy check). This is not "
+        "a PASS"
+    )
+    assert "5 checks did NOT RUN (4 fidelity, 1 utility): shares;" in report.headline
     validate_report(json.loads((tmp_path / "a" / REPORT_JSON).read_text()))
-    required = policy_doc()
+    html = (tmp_path / "a" / REPORT_HTML).read_text()
+    assert "Audit verdict: INCOMPLETE" in html and "Audit verdict: PASS" not in html
+    assert "5 checks did NOT RUN</strong>" in html
+    assert "No timeline can be shown: the time-series evaluator did not run" in html
+    required = without_privacy()
     required["checks"][0]["required"] = True
     strict = run_audit(
         AuditInputs(one, empty, one, tiny_schema),
@@ -189,6 +256,84 @@ def test_degenerate_inputs_give_not_run_never_a_crash(tiny_schema, tmp_path):
     assert strict.checks[0].reason.startswith(
         "required check not run: evaluator 'fidelity' did not run: needs at least 2 patients"
     )
+
+
+def test_privacy_checks_that_did_not_run_are_in_the_banner(cohorts, tmp_path):
+    schema, train, holdout, synth = cohorts
+    doc = policy_doc()
+    doc["evaluators"]["exact_copies"] = {"enabled": False}
+    report = run_audit(
+        AuditInputs(train, holdout, synth, schema),
+        parse_policy(doc),
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
+    assert report.verdict == "INCOMPLETE"
+    assert "none of its 1 privacy checks could run" in report.headline
+    html = (tmp_path / "a" / REPORT_HTML).read_text()
+    banner = html[html.index("<header") : html.index("</header>")]
+    assert "INCOMPLETE" in banner
+    assert "copies: evaluator &#39;exact_copies&#39; is not enabled" in banner
+
+
+def test_a_missing_attack_module_is_not_run_with_its_reason(cohorts, monkeypatch, tmp_path):
+    from medsynth.audit import registry
+
+    monkeypatch.setitem(registry.REGISTRY, "ghost", "medsynth.audit.no_such_attack:Ghost")
+    schema, train, holdout, synth = cohorts
+    doc = policy_doc()
+    doc["evaluators"]["ghost"] = {"params": {"trials": 3}}
+    doc["checks"].append({**COPIES, "name": "ghost", "evaluator": "ghost", "metric": "auc"})
+    report = run_audit(
+        AuditInputs(train, holdout, synth, schema),
+        parse_policy(doc),
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
+    ghost = next(c for c in report.checks if c.name == "ghost")
+    assert ghost.verdict == "NOT RUN"
+    assert "evaluator 'ghost' is not available in this installation" in ghost.reason
+    assert report.verdict == "PASS" and "1 check did NOT RUN (1 privacy): ghost" in report.headline
+    doc = json.loads((tmp_path / "a" / REPORT_JSON).read_text())
+    assert next(c for c in doc["checks"] if c["name"] == "ghost")["kind"] == "privacy"
+
+
+def _degenerate(case: str, schema, train, holdout):
+    if case == "tiny":
+        return [random_cohort(schema, 3, seed=s, prefix=f"T{s}-") for s in (1, 2, 3)]
+    if case == "constant":
+        rows = [(f"C{i}", "female", 50) for i in range(40)]
+        events = [(f"C{i}", float(t), "glucose", 100.0) for i in range(40) for t in (0, 30)]
+        constant = make_cohort(schema, rows, events)
+        return constant, constant, constant
+    if case == "no_events":
+        rows = [(f"N{i}", "male" if i % 2 else "female", 20 + i) for i in range(50)]
+        return train, holdout, make_cohort(schema, rows)
+    return train, holdout, holdout  # the synthetic data is the holdout itself
+
+
+@pytest.mark.parametrize("case", ["tiny", "constant", "no_events", "synthetic_is_holdout"])
+def test_degenerate_cohorts_give_a_valid_report(case, cohorts, tmp_path):
+    schema, train, holdout, _ = cohorts
+    t, h, s = _degenerate(case, schema, train, holdout)
+    report = run_audit(
+        AuditInputs(t, h, s, schema),
+        parse_policy(policy_doc()),
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
+    doc = json.loads((tmp_path / "a" / REPORT_JSON).read_text())
+    validate_report(doc)
+    assert all(c.reason for c in report.checks)
+    verdicts = {c.name: c.verdict for c in report.checks}
+    if case == "no_events":
+        assert verdicts["visits"] == "NOT RUN"
+        assert "synthetic has 50 patients and 0 events" in report.checks[3].reason
+    if case == "constant":
+        assert verdicts["tstr"] == "NOT RUN" and "0 positive" in report.checks[4].reason
+    if case == "synthetic_is_holdout":  # holdout patients are no copies of training patients
+        assert verdicts["copies"] == "PASS"
+    assert (tmp_path / "a" / REPORT_HTML).read_text().count("Audit verdict") == 1
 
 
 def test_bad_policy_parameters_are_refused_before_any_work(cohorts, tmp_path):
@@ -359,8 +504,8 @@ def test_shipped_thresholds_pass_fresh_draws_and_fail_a_lost_group(name, general
     from medsynth.simulate import simulate
 
     policy = shipped_fidelity_policy(name)
-    train, holdout = simulate(general_schema, 600, random_state=10).split(0.5, random_state=0)
-    fresh = simulate(general_schema, 300, random_state=100)
+    train, holdout = simulate(general_schema, 400, random_state=10).split(0.5, random_state=0)
+    fresh = simulate(general_schema, 200, random_state=100)
     men = fresh.subset(fresh.patients.loc[fresh.patients["sex"] == "male", "patient_id"])
     good = evaluate_policy(
         policy, run_evaluators(AuditInputs(train, holdout, fresh, general_schema), policy)
@@ -379,17 +524,29 @@ def test_shipped_thresholds_pass_fresh_draws_and_fail_a_lost_group(name, general
 def test_demo_step_audit(cohorts, tmp_path):
     from medsynth.audit.run import demo_step_audit
     from medsynth.demo import DemoContext
+    from medsynth.errors import DataError
 
     schema, train, holdout, synth = cohorts
-    ctx = DemoContext(tmp_path, schema, 350, 0, False, print, artifacts={"source": train})
+    lines: list[str] = []
+    ctx = DemoContext(tmp_path, schema, 350, 0, False, lines.append, artifacts={"source": train})
     demo_step_audit(ctx)
     assert ctx.summary == ["audit skipped: no synthetic cohort was generated"]
-    pytest.importorskip("medsynth.report.signing")
-    for name in ("mia", "attribute", "reidentification"):
-        pytest.importorskip(f"medsynth.audit.{name}")
     ctx.artifacts["synthetic"] = synth
+    with pytest.raises(DataError, match="split the source before the train step"):
+        demo_step_audit(ctx)  # never a holdout carved out of patients the model saw
+    synth_dir = synth.save(tmp_path / "synthetic-cohort")
+    ctx.artifacts.update(train=train, holdout=holdout, synthetic=synth_dir)  # a path works too
     demo_step_audit(ctx)
     report = ctx.artifacts["audit"]
     assert report.signature is not None and report.report_html.is_file()
     assert ctx.summary[-1].startswith(f"audit verdict {report.verdict} (")
     assert report.report_html in ctx.paths.values()
+    key = tmp_path / "keys" / "medsynth-signing.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert lines[-1] == (
+        f"      open {report.report_html} in a browser; check it with: medsynth report verify "
+        f"{report.out_dir} --key {tmp_path / 'keys' / 'medsynth-signing.pub'}"
+    )
+    from medsynth.report.signing import verify_report
+
+    assert verify_report(report.out_dir, public_key_path=key.with_suffix(".pub")).trusted_key

@@ -21,6 +21,7 @@ fi
 html=$(realpath "$1")
 out=$(realpath -m "${2:-$(dirname "$html")/report.png}")
 width=${3:-1280}
+mkdir -p "$(dirname "$out")"
 
 browser=""
 for candidate in chromium chromium-browser google-chrome; do
@@ -52,17 +53,18 @@ run() {  # run URL EXTRA-ARGS...: one headless Chromium call, offline
 height=$(run "file://$work/measure.html" --window-size="$width,1000" --dump-dom \
   | grep -o 'id="render-height">[0-9]*' | grep -o '[0-9]*$' || true)
 [[ -n "$height" ]] || { echo "could not measure the page" >&2; cat "$work/stderr.log" >&2; exit 1; }
+full=$height  # slices cover the whole page; one screenshot stops at 16000 px (GPU limits)
 height=$(( height > 16000 ? 16000 : height ))
 
 # 2. The whole page in one screenshot.
 run "file://$html" --window-size="$width,$height" --screenshot="$out" >/dev/null
 [[ -s "$out" ]] || { echo "chromium wrote no screenshot" >&2; cat "$work/stderr.log" >&2; exit 1; }
-echo "screenshot: $out (${width}x${height})"
+echo "screenshot: $out (${width}x${height} of ${full})"
 
 # 3. Optional slices, shown through an iframe shifted up by each slice's offset.
 if [[ -n "${TILE_HEIGHT:-}" ]]; then
   i=0
-  for (( top = 0; top < height; top += TILE_HEIGHT )); do
+  for (( top = 0; top < full; top += TILE_HEIGHT )); do
     tile=$(printf '%s_%02d.png' "${out%.png}" "$i")
     printf '<!doctype html><body style="margin:0;overflow:hidden"><iframe src="file://%s" ' \
       "$html" > "$work/tile.html"
