@@ -8,6 +8,11 @@ import click
 
 from medsynth.cli.options import out_option, overwrite_option, progress_option, schema_option
 
+# Kept here (not imported from medsynth.models.plan) so that `--help` does not load torch;
+# a test checks they equal GRAD_SAMPLE_MODES and TrainConfig's default.
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+DEFAULT_MODE = "ew"
+
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -54,6 +59,13 @@ from medsynth.cli.options import out_option, overwrite_option, progress_option, 
     help="Opacus privacy accountant used to calibrate the noise.",
 )
 @click.option(
+    "--grad-sample-mode",
+    type=click.Choice(list(GRAD_SAMPLE_MODES)),
+    default=DEFAULT_MODE,
+    show_default=True,
+    help="How Opacus gets per-patient gradients (see docs/performance.md for their cost).",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -75,6 +87,7 @@ def train(
     pretrain_patients,
     device,
     accountant,
+    grad_sample_mode,
     seed,
     label,
     overwrite,
@@ -107,7 +120,7 @@ def train(
         progress=progress,
         overwrite=overwrite,
         label=label,
-        config=TrainConfig(accountant=accountant),
+        config=TrainConfig(accountant=accountant, grad_sample_mode=grad_sample_mode),
     )
     if _is_main():
         from medsynth.models.artifact import load_model

@@ -109,7 +109,7 @@ def make_batch(
     tokens = shuffle_prefix(tokens[:, :length], tables.n_prefix, shuffle, generator)
     targets = tokens[:, 1:]
     return Batch(
-        inputs=tokens[:, :-1],
+        inputs=tokens[:, :-1].contiguous(),  # Opacus' ghost norm of nn.Embedding views it
         slots=tables.token_slot[targets],
         times=times[:, : length - 1],
         targets=targets,
@@ -117,11 +117,19 @@ def make_batch(
 
 
 def token_log_probs(net: torch.nn.Module, tables: GrammarTables, batch: Batch) -> torch.Tensor:
-    """``[b, t]`` log-probabilities of the targets (0 at padding)."""
+    """``[b, t]`` log-probabilities of the targets (0 at padding).
+
+    The network sees the padded ``[b, t]`` batch (per-sample gradients need the batch
+    dimension first), but the grammar mask and the softmax over the vocabulary, the costliest
+    element-wise work, run on the real (non-padding) positions only.
+    """
     logits = net(batch.inputs, batch.slots, batch.times)
-    allowed = tables.slot_masks[batch.slots] & tables.follow[batch.inputs]
-    logp = masked_log_probs(logits, allowed).gather(-1, batch.targets[..., None])[..., 0]
-    return torch.where(batch.targets != PAD, logp, torch.zeros_like(logp))
+    valid = batch.targets != PAD
+    allowed = tables.slot_masks[batch.slots[valid]] & tables.follow[batch.inputs[valid]]
+    targets = batch.targets[valid]
+    logp = masked_log_probs(logits[valid], allowed).gather(-1, targets[:, None])[:, 0]
+    out = torch.zeros(batch.targets.shape, dtype=logp.dtype, device=logp.device)
+    return out.masked_scatter(valid, logp)
 
 
 def patient_losses(net: torch.nn.Module, tables: GrammarTables, batch: Batch) -> torch.Tensor:

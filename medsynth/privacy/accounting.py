@@ -165,7 +165,12 @@ def calibrate_noise(
 
     def eps(sigma: float) -> float:
         event = DpSgdEvent(sample_rate=sample_rate, noise_multiplier=sigma, steps=steps)
-        return compute_epsilon(event, delta=delta, accountant=accountant)
+        try:
+            return compute_epsilon(event, delta=delta, accountant=accountant)
+        except PrivacyParameterError:
+            raise
+        except ValueError:  # Opacus' GDP root search fails when epsilon exceeds its range
+            return math.inf
 
     with warnings.catch_warnings():  # one warning per search is enough, not one per probe
         warnings.simplefilter("ignore")

@@ -154,19 +154,38 @@ def dp_step(
     An empty batch still takes the step: its per-sample gradients are an empty set, so the
     update is pure noise, exactly as the accountant assumes.
     """
+    ghost = _is_ghost(optimizer)
     optimizer.zero_grad(set_to_none=True)
     if len(tokens) == 0:
         for group in optimizer.param_groups:
             for p in group["params"]:
-                if p.requires_grad:
+                if not p.requires_grad:
+                    continue
+                if ghost:  # the summed clipped gradient of no patient
+                    p.grad = torch.zeros_like(p)
+                else:
                     p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
         optimizer.step()
         return 0.0
     batch = make_batch(tables, tokens, times, shuffle=shuffle, generator=generator)
     losses = patient_losses(model, tables, batch)
-    (losses.sum() / batch.size).backward()
+    if ghost:
+        # Ghost clipping: a first backward pass yields per-patient gradient norms without
+        # per-patient gradients; the second back-propagates the losses scaled by their clipping
+        # factors, so p.grad is the sum of clipped per-patient gradients.
+        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+        DPTensorFastGradientClipping(model, optimizer, losses, "mean").backward()
+    else:
+        (losses.sum() / batch.size).backward()
     optimizer.step()
     return float(losses.detach().sum().item())
+
+
+def _is_ghost(optimizer) -> bool:
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+
+    return isinstance(optimizer, DPOptimizerFastGradientClipping)
 
 
 # -- distributed context ---------------------------------------------------------------------
@@ -351,7 +370,7 @@ def _dp_loop(
     optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
     noise_gen = torch.Generator(device=device).manual_seed(secrets.randbits(63))
     engine = PrivacyEngine(accountant=config.accountant)
-    model, optimizer, loader = engine.make_private(
+    made = engine.make_private(
         module=module,
         optimizer=optimizer,
         data_loader=loader,
@@ -361,6 +380,8 @@ def _dp_loop(
         grad_sample_mode=config.grad_sample_mode,
         noise_generator=noise_gen,
     )
+    # Ghost mode also returns a loss wrapper; dp_step wraps the per-patient losses itself.
+    model, optimizer, loader = made[0], made[1], made[-1]
     shuffle_gen = torch.Generator().manual_seed(seed + 1)
     bar = tqdm(
         total=schedule.steps,

@@ -1,7 +1,7 @@
 """Step time of DP-SGD against non-private training of the same model, in one run.
 
 Usage: ``python tests/bench/train_speed.py [--patients 1024] [--batch 256] [--steps 10]
-[--device cpu|cuda] [--modes hooks,functorch]``. Prints a Markdown table: seconds per step
+[--device cpu|cuda] [--modes hooks,functorch,ew,ghost]``. Prints a Markdown table: seconds per step
 for plain Adam (no per-sample gradients, no clipping, no noise) and for each Opacus
 grad-sample mode, and the ratio DP / non-private. Modes run interleaved over ``--rounds``
 rounds and the median step time is reported, so a busy machine skews no mode alone. All
@@ -63,7 +63,7 @@ def time_dp(vocab, tables, batches, device, mode: str, warmup: int) -> list[floa
     net = build_network(vocab, NetworkConfig()).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     dummy = DataLoader(list(range(len(batches))), batch_size=1)
-    model, opt, _ = PrivacyEngine(accountant="rdp").make_private(
+    made = PrivacyEngine(accountant="rdp").make_private(
         module=net,
         optimizer=opt,
         data_loader=dummy,
@@ -72,6 +72,7 @@ def time_dp(vocab, tables, batches, device, mode: str, warmup: int) -> list[floa
         poisson_sampling=False,
         grad_sample_mode=mode,
     )
+    model, opt = made[0], made[1]  # ghost mode also returns a loss wrapper
     elapsed = []
     for i, (tokens, times) in enumerate(batches):
         _sync(device)
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--schema", default="general-adult")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--modes", default="hooks,functorch")
+    parser.add_argument("--modes", default="hooks,functorch,ew,ghost")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
         "--rounds",

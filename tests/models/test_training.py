@@ -8,6 +8,8 @@ import struct
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
 from medsynth.errors import BudgetError
 from medsynth.models.artifact import artifact_sha256, load_model
@@ -126,3 +128,79 @@ def test_model_scores_patients(trained, small_cohort):
     model = load_model(trained[0])
     ll = model.log_likelihood(small_cohort.subset(small_cohort.patient_ids[:7]))
     assert ll.shape == (7,) and np.isfinite(ll).all() and (ll < 0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(20, 50_000),
+    batch=st.integers(1, 600),
+    epochs=st.integers(1, 40),
+    target=st.sampled_from([0.5, 1.0, 3.0, 8.0]),
+    delta=st.sampled_from([1e-5, 1e-7, 1e-9]),
+    accountant=st.sampled_from(["rdp", "gdp"]),
+)
+@example(n=20, batch=1, epochs=1, target=8.0, delta=1e-5, accountant="gdp")  # GDP's root range
+def test_planned_epsilon_is_opacus_own_and_never_above_target(
+    n, batch, epochs, target, delta, accountant
+):
+    """The record train() charges: Opacus' accountant, fed the record's own history, gives
+    exactly its epsilon, and that epsilon is at most the target."""
+    import warnings
+
+    from opacus.accountants import create_accountant
+
+    from medsynth.privacy.accounting import PrivacyParameterError
+    from medsynth.privacy.training import plan_privacy
+
+    config = TrainConfig(epochs=epochs, batch_size=batch, accountant=accountant)
+    schedule = plan_schedule(config, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GDP's "experimental" warning
+        try:
+            record = plan_privacy(epsilon=target, delta=delta, schedule=schedule, config=config)
+        except PrivacyParameterError:
+            assume(False)  # a target out of reach is refused before training, not missed
+        own = create_accountant(accountant)
+        own.history = [(record.noise_multiplier, schedule.sample_rate, schedule.steps)]
+        assert record.epsilon == own.get_epsilon(delta=delta)
+    assert record.epsilon <= target
+    assert record.sample_rate == schedule.sample_rate and record.steps == schedule.steps
+    assert record.delta == delta and record.accountant == accountant
+
+
+def test_training_really_uses_poisson_batches(small_cohort, tmp_path, monkeypatch):
+    """Spy on the DP-SGD steps train() takes: their batch sizes are those of Poisson sampling
+    (they vary, average N*q), the loader is Poisson, and the step count is the one charged."""
+    import medsynth.privacy.training as training
+
+    sizes, samplers = [], []
+    real_step, real_loader = training.dp_step, training.private_loader
+
+    def spy_step(model, optimizer, tables, tokens, times, **kwargs):
+        sizes.append(len(tokens))
+        return real_step(model, optimizer, tables, tokens, times, **kwargs)
+
+    def spy_loader(*args, **kwargs):
+        loader = real_loader(*args, **kwargs)
+        samplers.append(loader.batch_sampler)
+        return loader
+
+    monkeypatch.setattr(training, "dp_step", spy_step)
+    monkeypatch.setattr(training, "private_loader", spy_loader)
+    path = train(
+        small_cohort,
+        epsilon=LARGE_EPSILON,
+        out=tmp_path / "m",
+        ledger=tmp_path / "l.jsonl",
+        config=fast_config(epochs=6, batch_size=100),
+        progress=False,
+    )
+    doc = json.loads((path / "privacy.json").read_text())
+    n, q = small_cohort.n_patients, doc["sample_rate"]
+    assert len(samplers) == 1 and isinstance(samplers[0], PoissonBatches)
+    assert samplers[0].rate == q == 1 / 8 and samplers[0].n == n
+    assert len(sizes) == doc["steps"] == 48
+    assert len(set(sizes)) > 8  # a fixed-size batch would give one value
+    # Mean within 4 standard errors of N*q; spread near the binomial's.
+    assert abs(np.mean(sizes) - n * q) < 4 * np.sqrt(n * q * (1 - q) / len(sizes))
+    assert 0.5 < np.std(sizes) / np.sqrt(n * q * (1 - q)) < 1.6

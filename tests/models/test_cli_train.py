@@ -1,0 +1,42 @@
+"""``medsynth train`` from the command line: a capped ledger refuses with exit 3; options."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from medsynth.cli import cli
+from medsynth.cohort import Cohort
+from medsynth.privacy.ledger import Ledger
+from medsynth.simulate import simulate
+from tests.models.conftest import small_schema
+
+
+def test_cap_refusal_exits_3_and_trains_nothing(tmp_path):
+    cohort_dir = tmp_path / "cohort"
+    simulate(small_schema(), 40, random_state=3).save(cohort_dir)
+    fingerprint = Cohort.load(cohort_dir).source.fingerprint
+    ledger = tmp_path / "ledger.jsonl"
+    Ledger(ledger).set_cap(fingerprint, 1.0)
+    args = ["train", str(cohort_dir), "--ledger", str(ledger), "--out", str(tmp_path / "m")]
+    args += ["--epochs", "1", "--pretrain-patients", "0", "--accountant", "rdp", "--no-progress"]
+    result = CliRunner().invoke(cli, [*args, "--epsilon", "2"])
+    assert result.exit_code == 3, result.output
+    assert "cap" in result.output and not (tmp_path / "m").exists()
+    assert Ledger(ledger).spent(fingerprint) == 0.0
+    # Within the cap the same command trains and charges once.
+    result = CliRunner().invoke(cli, [*args, "--epsilon", "0.9", "--grad-sample-mode", "hooks"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "m" / "privacy.json").read_text())
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["training"]["grad_sample_mode"] == "hooks"
+    assert Ledger(ledger).spent(fingerprint) == doc["epsilon"] <= 0.9
+
+
+def test_cli_modes_match_the_library():
+    from medsynth.cli.train import DEFAULT_MODE, GRAD_SAMPLE_MODES
+    from medsynth.models import plan
+
+    assert GRAD_SAMPLE_MODES == plan.GRAD_SAMPLE_MODES
+    assert DEFAULT_MODE == plan.TrainConfig().grad_sample_mode
