@@ -53,10 +53,11 @@ DEFAULT_MODE = "ew"
 )
 @click.option(
     "--accountant",
-    type=click.Choice(["prv", "rdp", "gdp"]),
+    type=click.Choice(["prv", "rdp"]),
     default="prv",
     show_default=True,
-    help="Opacus privacy accountant used to calibrate the noise.",
+    help="Opacus privacy accountant used to calibrate the noise (the experimental GDP "
+    "accountant, which can underestimate epsilon, is not offered for releases).",
 )
 @click.option(
     "--grad-sample-mode",
