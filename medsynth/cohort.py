@@ -9,7 +9,8 @@ A cohort is three pandas tables checked against a dataset schema:
   into the horizon: 0 means present at time zero).
 
 :meth:`Cohort.conform` is the only way in: it clips values to the schema's bounds, drops unknown
-channels, codes and categories, truncates records to the public per-patient limits, and returns
+channels, codes and categories, keeps measurement groups whole, truncates records to the public
+per-patient limits, and returns
 a :class:`ConformanceReport` counting every change, so nothing is dropped silently.
 """
 
@@ -50,6 +51,8 @@ UNKNOWN_CONDITION = "unknown condition code dropped"
 DUPLICATE_CONDITION = "repeated condition merged (earliest onset kept)"
 CONDITION_LIMIT = "conditions beyond the per-patient limit truncated"
 DUPLICATE_PATIENT = "duplicate patient id dropped"
+INCOMPLETE_GROUP = "incomplete measurement group dropped"
+REPEATED_GROUP_VALUE = "repeated measurement of a grouped channel at one time dropped"
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,7 @@ def _conform_events(
     ev = ev.assign(_ord=ev["channel"].map(order)).sort_values(
         [PATIENT_ID, "time", "_ord", "value"], kind="mergesort"
     )
+    ev = _whole_groups(schema, ev, counter)
     rank = ev.groupby([PATIENT_ID, "channel"], sort=False).cumcount()
     over = rank >= schema.limits.max_events_per_channel
     for name, n in ev.loc[over, "channel"].value_counts().items():
@@ -394,8 +398,40 @@ def _conform_events(
     ev = ev[~over]
     over_total = ev.groupby(PATIENT_ID, sort=False).cumcount() >= schema.limits.max_events_total
     counter[(TOTAL_LIMIT, "events")] += int(over_total.sum())
-    ev = ev[~over_total].drop(columns="_ord").reset_index(drop=True)
+    ev = _whole_groups(schema, ev[~over_total], counter)
+    ev = ev.drop(columns="_ord").reset_index(drop=True)
     return ev.astype({PATIENT_ID: "str", "channel": "str", "time": "float64", "value": "float64"})
+
+
+def _whole_groups(schema: DatasetSchema, ev: pd.DataFrame, counter: Counter) -> pd.DataFrame:
+    """Events (sorted by patient, time, channel order) with every measurement group whole.
+
+    At each (patient, time) a grouped channel keeps its first value only, and a group that
+    misses a channel there loses its other values, so each visit holds whole groups, once.
+    Run before the limits (so truncation never sees partial groups) and after them (the total
+    limit can cut a visit inside a group). Every dropped value is counted.
+    """
+    group_of = {
+        name: g for g, group in enumerate(schema.measurement_groups) for name in group.channels
+    }
+    if not group_of or len(ev) == 0:
+        return ev
+    ev = ev.reset_index(drop=True)
+    group = ev["channel"].map(group_of)
+    repeated = group.notna() & ev.duplicated([PATIENT_ID, "time", "channel"])
+    for name, n in ev.loc[repeated, "channel"].value_counts().items():
+        counter[(REPEATED_GROUP_VALUE, str(name))] += int(n)
+    keep = group.notna() & ~repeated
+    sub, g = ev[keep], group[keep].astype("int64").rename("_g")
+    present = sub.groupby([sub[PATIENT_ID], sub["time"], g], sort=False)["channel"].transform(
+        "size"
+    )
+    need = g.map({i: len(grp.channels) for i, grp in enumerate(schema.measurement_groups)})
+    incomplete = pd.Series(False, index=ev.index)
+    incomplete[sub.index] = (present < need).to_numpy()
+    for name, n in ev.loc[incomplete, "channel"].value_counts().items():
+        counter[(INCOMPLETE_GROUP, str(name))] += int(n)
+    return ev[~repeated & ~incomplete]
 
 
 def _conform_conditions(

@@ -191,3 +191,62 @@ def test_content_hash_is_deterministic(tiny_schema):
     b, _ = Cohort.conform(tiny_schema, *_frames())
     assert a.content_hash() == b.content_hash()
     assert len(bytes.fromhex(a.content_hash())) == hashlib.sha256().digest_size
+
+
+def _grouped_schema(max_per_channel: int = 3, max_total: int = 5):
+    from medsynth.schema import parse_schema
+    from tests.conftest import minimal_doc
+
+    doc = minimal_doc()
+    doc["measurement_groups"] = [{"name": "labs", "channels": ["glucose", "hba1c"]}]
+    doc["limits"].update(max_events_per_channel=max_per_channel, max_events_total=max_total)
+    return parse_schema(doc)
+
+
+def test_conform_drops_and_counts_incomplete_groups():
+    from medsynth.cohort import INCOMPLETE_GROUP, REPEATED_GROUP_VALUE
+
+    schema = _grouped_schema()
+    patients = pd.DataFrame({"patient_id": ["a", "b"]})
+    events = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "a", "a", "a", "b", "b"],
+            "time": [0.0, 0.0, 5.0, 9.0, 9.0, 1.0, 1.0],
+            "channel": ["hba1c", "glucose", "glucose", "glucose", "glucose", "hba1c", "hba1c"],
+            "value": [6.0, 100.0, 90.0, 80.0, 85.0, 5.0, 5.5],
+        }
+    )
+    cohort, report = Cohort.conform(schema, patients, events)
+    kept = cohort.events
+    assert kept[["patient_id", "time", "channel"]].values.tolist() == [
+        ["a", 0.0, "glucose"],
+        ["a", 0.0, "hba1c"],
+    ]
+    assert report.get(INCOMPLETE_GROUP, "glucose") == 2  # a@5, a@9 (its first value)
+    assert report.get(INCOMPLETE_GROUP, "hba1c") == 1  # b@1 (its first value)
+    assert report.get(REPEATED_GROUP_VALUE, "glucose") == 1
+    assert report.get(REPEATED_GROUP_VALUE, "hba1c") == 1
+    assert report.total() == 5 == len(events) - len(kept)
+
+
+def test_limits_keep_groups_whole():
+    from medsynth.cohort import INCOMPLETE_GROUP
+
+    schema = _grouped_schema(max_per_channel=2, max_total=3)
+    patients = pd.DataFrame({"patient_id": ["a"]})
+    times = [0.0, 0.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    channels = ["glucose", "hba1c", "glucose", "glucose", "hba1c", "glucose", "hba1c"]
+    events = pd.DataFrame({"patient_id": "a", "time": times, "channel": channels, "value": 100.0})
+    events.loc[events["channel"] == "hba1c", "value"] = 6.0
+    cohort, report = Cohort.conform(schema, patients, events)
+    # The lone glucose at day 1 goes first, so the per-channel limit (2) sees whole groups and
+    # cuts the day-3 group whole; the total limit (3) then cuts the day-2 group in half and
+    # its remainder goes too.
+    assert cohort.events[["time", "channel"]].values.tolist() == [
+        [0.0, "glucose"],
+        [0.0, "hba1c"],
+    ]
+    assert report.get(INCOMPLETE_GROUP, "glucose") == 2
+    assert report.get(CHANNEL_LIMIT, "glucose") == report.get(CHANNEL_LIMIT, "hba1c") == 1
+    assert report.get(TOTAL_LIMIT, "events") == 1
+    assert report.total() == len(events) - len(cohort.events)

@@ -428,3 +428,23 @@ def test_adding_a_channel_leaves_other_values_unchanged():
     both = narrow.events.merge(wide.events, on=key, suffixes=("_narrow", "_wide"))
     assert len(both) > 0.8 * len(narrow.events)
     assert (both["value_narrow"] == both["value_wide"]).all()
+
+
+@pytest.mark.parametrize("max_total", [200, 12])
+def test_measurement_groups_are_simulated_whole(general_schema, max_total):
+    doc = copy.deepcopy(general_schema.raw)
+    doc["measurement_groups"] = [
+        {"name": "body", "channels": ["height", "weight", "bmi"]},  # height alone: share 0.5
+        {"name": "mixed", "channels": ["heart_rate", "glucose"]},  # across two visit groups
+    ]
+    doc["limits"]["max_events_total"] = max_total
+    schema = parse_schema(doc)
+    reports = [r for _, r in simulate_conformed(schema, 200, random_state=6, chunk_size=200)]
+    assert [r.counts for r in reports] == [()]
+    cohort = simulate(schema, 200, random_state=6)
+    _check_inside(cohort)
+    ev = cohort.events
+    for group in schema.measurement_groups:
+        held = ev[ev["channel"].isin(group.channels)]
+        per_visit = held.groupby(["patient_id", "time"])["channel"].agg(tuple)
+        assert len(per_visit) > 0 and set(per_visit) == {group.channels}, group.name

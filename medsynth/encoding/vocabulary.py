@@ -5,8 +5,9 @@ attribute and one per schema condition, each filled by exactly one token of that
 category, a numeric or date bin, "missing"; for a condition "absent", "present at time zero"
 or "onset in bin k"). The event part is a run of visits: a time-gap token opens a visit, then
 one channel-value token (channel and value bin in one token) per observation, channels in schema
-order. The vocabulary is built from the schema and :class:`EncodingConfig` alone; it is never
-fitted, so two cohorts under one schema always share it byte for byte (see :meth:`to_bytes`).
+order, the channels of a schema measurement group always all together. The vocabulary is built
+from the schema and :class:`EncodingConfig` alone; it is never fitted, so two cohorts under one
+schema always share it byte for byte (see :meth:`to_bytes`).
 """
 
 from __future__ import annotations
@@ -185,32 +186,78 @@ class Vocabulary:
         return masks
 
     @cached_property
+    def channel_group(self) -> np.ndarray:
+        """Measurement-group index of each channel (schema order), -1 for ungrouped channels."""
+        out = np.full(len(self.schema.channels), -1, dtype=np.int64)
+        index = {name: i for i, name in enumerate(self.schema.channel_names)}
+        for g, group in enumerate(self.schema.measurement_groups):
+            out[[index[name] for name in group.channels]] = g
+        return out
+
+    @cached_property
+    def channel_entry(self) -> np.ndarray:
+        """Per channel: may a visit's run of values reach it other than from its predecessor?
+
+        True for ungrouped channels and the first channel of each measurement group.
+        """
+        group = self.channel_group
+        previous = np.concatenate([[-1], group[:-1]])
+        return (group < 0) | (group != previous)
+
+    @cached_property
+    def channel_need(self) -> np.ndarray:
+        """``[n_channels, n_channels]`` booleans: the channels a visit commits to by entering one.
+
+        An entry channel commits to its whole measurement group (itself alone when ungrouped);
+        a channel inside a group commits to itself.
+        """
+        n = len(self.schema.channels)
+        group, entry = self.channel_group, self.channel_entry
+        out = np.eye(n, dtype=bool)
+        for c in np.flatnonzero(entry & (group >= 0)):
+            out[c] = group == group[c]
+        return out
+
+    @cached_property
     def follow_mask(self) -> np.ndarray:
         """``[size, size]`` booleans: may token ``b`` follow token ``a`` (the event grammar)?
 
         After BOS or a prefix token: prefix tokens, a gap (opening the first visit) or EOS.
         After a gap: a value token (no empty visit). After a value of channel ``c``: a value of
-        a channel at or after ``c`` (schema order within a visit), a gap, or EOS.
+        a channel at or after ``c`` (schema order within a visit), a gap, or EOS. Measurement
+        groups narrow this: a group is entered only at its first channel, and after a value of
+        a group channel other than the last only a value of the group's next channel may follow
+        (no gap, no EOS), so every visit holds whole groups.
         """
         kind = self.token_kind
         channel = self.token_channel
         prefix = (kind == ATTRIBUTE) | (kind == CONDITION)
         gaps, values = kind == GAP, kind == VALUE
+        group, entry = self.channel_group, self.channel_entry
+        enterable = values & entry[channel.clip(min=0)]
         out = np.zeros((self.size, self.size), dtype=bool)
         opening = prefix | gaps
         opening[EOS] = True
         out[BOS] = opening
         out[prefix] = opening
-        out[gaps] = values
-        for c in range(len(self.schema.channels)):
-            out[channel == c] = (values & (channel >= c)) | gaps
+        out[gaps] = enterable
+        n = len(self.schema.channels)
+        for c in range(n):
+            if group[c] >= 0 and c + 1 < n and group[c + 1] == group[c]:
+                out[channel == c] = channel == c + 1
+                continue
+            out[channel == c] = (enterable & (channel >= c)) | gaps
             out[channel == c, EOS] = True
         return out
 
     # -- identity ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Everything that defines the encoding, as plain JSON (no data, only schema content)."""
-        return {
+        """Everything that defines the encoding, as plain JSON (no data, only schema content).
+
+        Measurement groups appear only when the schema has some, so vocabularies of schemas
+        without groups keep their identity.
+        """
+        out = {
             "schema_sha256": self.schema.sha256,
             "config": self.config.to_dict(),
             "tokens": list(self.tokens),
@@ -219,6 +266,9 @@ class Vocabulary:
             "gap_edges": self.gap_edges.tolist(),
             "onset_edges": self.onset_edges.tolist(),
         }
+        if self.schema.measurement_groups:
+            out["measurement_groups"] = [list(g.channels) for g in self.schema.measurement_groups]
+        return out
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()

@@ -3,7 +3,8 @@
 The prefix is filled slot by slot: conditioned slots first (restricted to the allowed tokens),
 then the others in schema order, each drawn from the network given everything before it. Then
 visits are drawn until ``EOS``: the event grammar of :attr:`Vocabulary.follow_mask`, the
-per-channel and total event limits and the time horizon mask what may come next, and each gap
+per-channel and total event limits and the time horizon mask what may come next (a measurement
+group starts only when the whole group fits the limits), and each gap
 token's exact length is drawn inside its bin at once, so the network sees real visit times.
 Randomness comes from one CPU ``torch.Generator`` and one numpy ``Generator`` seeded together,
 so a seed gives the same patients on the same device.
@@ -83,6 +84,10 @@ def _sample_events(
     is_value, is_gap = kind == VALUE, kind == GAP
     gap_lo = torch.as_tensor(vocab.gap_edges[:-1], device=device, dtype=torch.float64)
     n_ch = len(schema.channels)
+    need = torch.as_tensor(vocab.channel_need, device=device)
+    need_t, need_size = need.T.float().contiguous(), need.sum(dim=1)
+    entry = torch.as_tensor(vocab.channel_entry, device=device)
+    max_total = limits.max_events_total
     event_slot = torch.full((n,), vocab.event_slot, dtype=torch.long, device=device)
     base = slot_masks[vocab.event_slot]
     counts = torch.zeros((n, n_ch), dtype=torch.long, device=device)
@@ -96,11 +101,14 @@ def _sample_events(
         now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
         logits = net.step(token, event_slot, now_t, position, cache)
         allowed = follow[token] & base
-        full = counts >= limits.max_events_per_channel
-        blocked = full[:, channel.clamp(min=0)] & is_value
-        allowed &= ~blocked
-        no_room = (total >= limits.max_events_total) | full.all(dim=1)
-        allowed &= ~((is_value | is_gap) & no_room[:, None])
+        # A channel may start only if everything it commits to (its whole measurement group)
+        # fits the per-channel and total limits, so no record ends inside a group; a channel
+        # inside a group was paid for when the group began.
+        full = (counts >= limits.max_events_per_channel).float()
+        cannot = ((full @ need_t) > 0) | (total[:, None] + need_size[None, :] > max_total)
+        allowed &= ~(cannot[:, channel.clamp(min=0)] & is_value)
+        no_room = (cannot | ~entry[None, :]).all(dim=1)
+        allowed &= ~(is_gap & no_room[:, None])
         remaining = torch.as_tensor(horizon - now, device=device)
         late = torch.zeros_like(allowed)
         late[:, is_gap] = gap_lo[None, :] >= remaining[:, None]

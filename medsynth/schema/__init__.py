@@ -21,6 +21,7 @@ from medsynth.schema.model import (
     ConditionCode,
     DatasetSchema,
     Limits,
+    MeasurementGroup,
     Panel,
     TimeSpec,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ConditionCode",
     "DatasetSchema",
     "Limits",
+    "MeasurementGroup",
     "Panel",
     "TimeSpec",
     "load_json_schema",

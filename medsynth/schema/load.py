@@ -26,6 +26,7 @@ from medsynth.schema.model import (
     ConditionCode,
     DatasetSchema,
     Limits,
+    MeasurementGroup,
     Panel,
     TimeSpec,
 )
@@ -152,6 +153,7 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
             in_panel.append(comp)
     for comp in _duplicates(in_panel):
         yield Problem("$.panels", f"channel {comp!r} belongs to more than one panel")
+    yield from _group_problems(doc)
     cond = doc["conditions"]["codes"]
     cond_codes = [c["code"] for c in cond] + [x for c in cond for x in c.get("aliases", [])]
     for code in _duplicates(cond_codes):
@@ -164,6 +166,41 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
         yield Problem(
             "$.limits", "max_events_total is below max_events_per_channel of the only channel"
         )
+
+
+def _group_problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    """Measurement groups name real channels, each at most once, listed consecutively."""
+    groups = doc.get("measurement_groups", [])
+    position = {c["name"]: i for i, c in enumerate(doc["channels"])}
+    for name in _duplicates([g["name"] for g in groups]):
+        yield Problem("$.measurement_groups", f"group name {name!r} is used more than once")
+    owner: dict[str, int] = {}
+    for i, g in enumerate(groups):
+        where = f"$.measurement_groups[{i}]"
+        for j, name in enumerate(g["channels"]):
+            if name not in position:
+                yield Problem(f"{where}.channels[{j}]", f"{name!r} is not a channel name")
+            elif name in owner:
+                yield Problem(
+                    f"{where}.channels[{j}]",
+                    f"channel {name!r} is already in measurement group "
+                    f"{groups[owner[name]]['name']!r}; a channel belongs to one group at most",
+                )
+            else:
+                owner[name] = i
+        known = sorted(position[n] for n in g["channels"] if n in position)
+        if known and known[-1] - known[0] + 1 != len(known):
+            yield Problem(
+                f"{where}.channels",
+                "the group's channels must be consecutive in $.channels (a visit lists its "
+                "channels in schema order and a group without interruption); move them together",
+            )
+        if len(g["channels"]) > doc["limits"]["max_events_total"]:
+            yield Problem(
+                f"{where}.channels",
+                f"{len(g['channels'])} channels exceed limits.max_events_total "
+                f"({doc['limits']['max_events_total']}), so no record could hold the group",
+            )
 
 
 def _attribute_problems(a: dict[str, Any], where: str) -> Iterator[Problem]:
@@ -278,6 +315,14 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
         )
         for p in doc.get("panels", [])
     )
+    groups = tuple(
+        MeasurementGroup(
+            g["name"],
+            tuple(sorted(g["channels"], key=[c.name for c in channels].index)),
+            g.get("description", ""),
+        )
+        for g in doc.get("measurement_groups", [])
+    )
     return DatasetSchema(
         name=doc["name"],
         time=time,
@@ -287,6 +332,7 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
         conditions=conditions,
         channels=channels,
         panels=panels,
+        measurement_groups=groups,
         title=doc.get("title", ""),
         description=doc.get("description", ""),
         raw=json.loads(json.dumps(doc)),

@@ -114,6 +114,18 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class MeasurementGroup:
+    """Channels measured together: a visit that holds one of them holds all of them.
+
+    ``channels`` are in the schema's channel order, which is also their order inside a visit.
+    """
+
+    name: str
+    channels: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class TimeSpec:
     """How patient timelines are anchored, how long they are and where synthetic ones start."""
 
@@ -154,6 +166,7 @@ class DatasetSchema:
     conditions: tuple[ConditionCode, ...]
     channels: tuple[Channel, ...]
     panels: tuple[Panel, ...] = ()
+    measurement_groups: tuple[MeasurementGroup, ...] = ()
     title: str = ""
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -205,6 +218,11 @@ class DatasetSchema:
     @cached_property
     def panel_of_channel(self) -> dict[str, Panel]:
         return {name: p for p in self.panels for name in p.components}
+
+    @cached_property
+    def group_of_channel(self) -> dict[str, MeasurementGroup]:
+        """The measurement group of each grouped channel (ungrouped channels are absent)."""
+        return {name: g for g in self.measurement_groups for name in g.channels}
 
     @cached_property
     def condition_by_code(self) -> dict[str, ConditionCode]:

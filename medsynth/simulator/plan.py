@@ -4,14 +4,15 @@ A :class:`Plan` is built once per schema from its public content only. Each cond
 matched to a known disease concept (SNOMED CT codes exactly, ICD-10-CM codes by prefix) or gets
 a generic concept of its own; each channel is matched by LOINC code and unit to a known trait
 (with the conversion into the channel's unit) or gets a generic trait centred in its normal
-range; channels are grouped into what one visit measures together. A schema whose conditions
+range; channels are grouped into what one visit measures together (a schema measurement group always
+whole). A schema whose conditions
 (or, without conditions, channels) are mostly about the liver is simulated as a liver clinic:
 sicker patients, more frequent liver panels, longer follow-up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from medsynth.schema.model import Channel, DatasetSchema
 from medsynth.simulator.concepts import (
@@ -56,19 +57,27 @@ def _channel_plan(channel: Channel) -> ChannelPlan:
     return ChannelPlan(channel, trait, scale, offset)
 
 
-def _groups(channels: tuple[ChannelPlan, ...]) -> tuple[GroupPlan, ...]:
+def _groups(channels: tuple[ChannelPlan, ...], schema: DatasetSchema) -> tuple[GroupPlan, ...]:
+    """Visit groups: the traits' own groups, except that the channels of a schema measurement
+    group form one group of their own, always measured whole (every share 1)."""
     members: dict[str, list[int]] = {}
     for pos, cp in enumerate(channels):
-        members.setdefault(cp.trait.group, []).append(pos)
-    return tuple(
-        GroupPlan(
-            generic_group(channels[pos[0]].trait),
-            tuple(pos),
-            tuple(channels[i].trait.share for i in pos),
-            tuple(channels[i].channel.name for i in pos),
+        measured = schema.group_of_channel.get(cp.channel.name)
+        key = cp.trait.group if measured is None else f"measured:{measured.name}"
+        members.setdefault(key, []).append(pos)
+    plans = []
+    for key, pos in members.items():
+        group = generic_group(channels[pos[0]].trait)
+        whole = key.startswith("measured:")
+        plans.append(
+            GroupPlan(
+                replace(group, key=key) if whole else group,
+                tuple(pos),
+                tuple(1.0 if whole else channels[i].trait.share for i in pos),
+                tuple(channels[i].channel.name for i in pos),
+            )
         )
-        for pos in members.values()
-    )
+    return tuple(plans)
 
 
 def _is_clinic(codes: tuple[tuple[str, str], ...], channels: tuple[ChannelPlan, ...]) -> bool:
@@ -103,6 +112,6 @@ def make_plan(schema: DatasetSchema) -> Plan:
         concepts=CONCEPTS + tuple(generic),
         condition_codes=tuple(codes),
         channels=channels,
-        groups=_groups(channels),
+        groups=_groups(channels, schema),
         clinic=_is_clinic(tuple(codes), channels),
     )
