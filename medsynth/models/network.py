@@ -2,9 +2,12 @@
 
 Each input position adds four things: the embedding of the current token, the embedding of the
 *slot the next token fills* (which attribute or condition comes next, or "event"), a projection
-of the current visit time, and a fixed sinusoidal position. Telling the network which slot comes
-next lets training present the prefix in random orders, so that at sampling time any set of
-attributes can be fixed first and the rest drawn conditionally (see ``docs/architecture.md``).
+of the current visit time, and a fixed sinusoidal position. With ``value_memory`` on, a fifth:
+a projection of the *last observed value of every channel* so far in the record (see
+:func:`value_memory`), so that a channel's next value can lean directly on its previous one.
+Telling the network which slot comes next lets training present the prefix in random orders,
+so that at sampling time any set of attributes can be fixed first and the rest drawn
+conditionally (see ``docs/architecture.md``).
 Every trainable layer is an ``nn.Linear``, ``nn.Embedding`` or ``nn.LayerNorm``, for which
 Opacus computes per-sample gradients; attention itself has no parameters.
 :meth:`PatientNetwork.step` decodes one position at a time with a key/value cache.
@@ -22,19 +25,30 @@ from torch import nn
 
 from medsynth.errors import DataError
 
-__all__ = ["NetworkConfig", "PatientNetwork", "masked_log_probs"]
+__all__ = [
+    "NetworkConfig",
+    "PatientNetwork",
+    "masked_log_probs",
+    "memory_width",
+    "value_memory",
+]
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Sizes of the transformer."""
+    """Sizes of the transformer, and whether it reads the last value of each channel.
+
+    ``value_memory`` defaults to False when a stored config lacks it (artifacts made before it
+    existed load unchanged).
+    """
 
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 128
+    value_memory: bool = False
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
     @classmethod
@@ -42,7 +56,59 @@ class NetworkConfig:
         unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
-        return cls(**{k: int(v) for k, v in doc.items()})
+        flag = doc.get("value_memory", False)
+        if not isinstance(flag, bool):
+            raise DataError(
+                f"network config field 'value_memory' must be true or false, got {flag!r}"
+            )
+        sizes = {k: int(v) for k, v in doc.items() if k != "value_memory"}
+        return cls(**sizes, value_memory=flag)
+
+
+def memory_width(n_channels: int, n_value_tokens: int) -> int:
+    """Features of :func:`value_memory`: scaled centre, rank, seen per channel, and one-hot."""
+    return 3 * n_channels + n_value_tokens
+
+
+def value_memory(
+    tokens: torch.Tensor,
+    token_channel: torch.Tensor,
+    token_value: torch.Tensor,
+    n_channels: int,
+    value_first: int,
+) -> torch.Tensor:
+    """``[b, t, memory_width]`` last observed value of every channel at each position.
+
+    For each position ``i`` and channel ``c``, from the latest value token of ``c`` at or before
+    ``i``: its ``k`` features (:attr:`Vocabulary.token_value`: the bin's scaled centre and
+    rank), one block of ``n_channels`` per feature, then a block of 1s where ``c`` was seen;
+    all 0 before ``c`` is first seen. Last, a one-hot block over the value tokens (ids from
+    ``value_first`` on) marking the latest token of every channel seen, so that the next
+    value's logits can depend on the previous bin without learning a steep function of one
+    number. A forward fill by a running maximum of the positions where each channel was seen.
+
+    Args:
+        tokens: ``[b, t]`` token ids.
+        token_channel: ``[V]`` channel of each token, -1 for tokens that are not values.
+        token_value: ``[V, k]`` features of each value token (0 elsewhere).
+        n_channels: number of channels.
+        value_first: id of the first value token (value tokens run to the end of the vocabulary).
+    """
+    b, t = tokens.shape
+    hit = token_channel[tokens][:, :, None] == torch.arange(n_channels, device=tokens.device)
+    where = torch.arange(t, device=tokens.device)[None, :, None].expand(b, t, n_channels)
+    last = torch.where(hit, where, torch.full_like(where, -1)).cummax(dim=1).values
+    seen = (last >= 0).float()
+    index = last.clamp(min=0)
+    feats = token_value[tokens].float()  # [b, t, k]
+    blocks = [
+        feats[:, :, j, None].expand(b, t, n_channels).gather(1, index) * seen
+        for j in range(feats.shape[-1])
+    ]
+    latest = tokens[:, :, None].expand(b, t, n_channels).gather(1, index) - value_first
+    onehot = torch.zeros(b, t, token_channel.shape[0] - value_first, device=tokens.device)
+    onehot.scatter_add_(2, latest.clamp(min=0), seen)  # unseen channels add 0
+    return torch.cat([*blocks, seen, onehot], dim=-1)
 
 
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -98,6 +164,7 @@ class PatientNetwork(nn.Module):
         max_len: int,
         horizon_days: float,
         config: NetworkConfig,
+        memory_width: int = 0,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -109,21 +176,39 @@ class PatientNetwork(nn.Module):
         self.tok = nn.Embedding(vocab_size, config.d_model)
         self.slot = nn.Embedding(n_slots, config.d_model)
         self.time = nn.Linear(2, config.d_model)
+        if config.value_memory:
+            if memory_width < 1:
+                raise DataError("value_memory needs a schema with at least one channel")
+            self.memory = nn.Linear(memory_width, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
         self.register_buffer("pos", _sinusoid(max_len, config.d_model), persistent=False)
 
     def _embed(
-        self, tokens: torch.Tensor, slots: torch.Tensor, times: torch.Tensor, start: int
+        self,
+        tokens: torch.Tensor,
+        slots: torch.Tensor,
+        times: torch.Tensor,
+        start: int,
+        memory: torch.Tensor | None,
     ) -> torch.Tensor:
         frac = (times / self.horizon).clamp(0.0, 1.0)
         feats = torch.stack([frac, frac.sqrt()], dim=-1)
         pos = self.pos[start : start + tokens.shape[1]]
-        return self.tok(tokens) + self.slot(slots) + self.time(feats) + pos
+        x = self.tok(tokens) + self.slot(slots) + self.time(feats) + pos
+        if self.config.value_memory:
+            if memory is None:
+                raise DataError("this network reads value memory; pass the memory features")
+            x = x + self.memory(memory)
+        return x
 
     def forward(
-        self, tokens: torch.Tensor, slots: torch.Tensor, times: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        slots: torch.Tensor,
+        times: torch.Tensor,
+        memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, t, vocab]`` for the token after each position.
 
@@ -131,8 +216,10 @@ class PatientNetwork(nn.Module):
             tokens: ``[b, t]`` token ids.
             slots: ``[b, t]`` slot ids of the *next* token at each position.
             times: ``[b, t]`` visit time in days after each token.
+            memory: ``[b, t, memory_width]`` features of :func:`value_memory` (read only
+                when ``config.value_memory``).
         """
-        x = self._embed(tokens, slots, times, 0)
+        x = self._embed(tokens, slots, times, 0, memory)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
@@ -145,11 +232,16 @@ class PatientNetwork(nn.Module):
         times: torch.Tensor,
         position: int,
         cache: list[list[torch.Tensor]],
+        memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached."""
+        """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
+
+        ``memory`` is ``[b, memory_width]``, the value memory at this position.
+        """
         if not cache:
             cache.extend([] for _ in self.blocks)
-        x = self._embed(tokens[:, None], slots[:, None], times[:, None], position)
+        mem = None if memory is None else memory[:, None]
+        x = self._embed(tokens[:, None], slots[:, None], times[:, None], position, mem)
         for block, kv in zip(self.blocks, cache, strict=True):
             x = block(x, kv)
         return self.head(self.ln_f(x))[:, 0]

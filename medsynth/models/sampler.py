@@ -6,6 +6,8 @@ visits are drawn until ``EOS``: the event grammar of :attr:`Vocabulary.follow_ma
 per-channel and total event limits and the time horizon mask what may come next (a measurement
 group starts only when the whole group fits the limits), and each gap
 token's exact length is drawn inside its bin at once, so the network sees real visit times.
+The value memory (last value of each channel, :func:`~medsynth.models.network.value_memory`)
+is kept up to date token by token, equal to what training computes from the whole sequence.
 Randomness comes from one CPU ``torch.Generator`` and one numpy ``Generator`` seeded together,
 so a seed gives the same patients on the same device.
 """
@@ -56,10 +58,11 @@ def sample_batch(
     token = torch.full((n,), BOS, dtype=torch.long, device=device)
     zero_t = torch.zeros(n, dtype=torch.float32, device=device)
     prefix = np.zeros((n, vocab.n_prefix), dtype=np.int64)
+    memory = ValueMemory(vocab, n, device)  # prefix tokens carry no value: zeros throughout
     position = 0
     for slot in _prefix_order(vocab, plan):
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
-        logits = net.step(token, slots, zero_t, position, cache)
+        logits = net.step(token, slots, zero_t, position, cache, memory.features())
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
             keep = torch.zeros(v, dtype=torch.bool, device=device)
@@ -69,13 +72,43 @@ def sample_batch(
         prefix[:, slot - 1] = token.cpu().numpy()
         position += 1
     return _sample_events(
-        net, vocab, token, position, cache, prefix, follow, slot_masks, generator, rng, device
+        net, vocab, token, position, cache, memory, prefix, follow, slot_masks, generator, rng
     )
 
 
+class ValueMemory:
+    """The last value of every channel per row, updated one drawn token at a time."""
+
+    def __init__(self, vocab: Vocabulary, n: int, device: torch.device) -> None:
+        n_ch = len(vocab.schema.channels)
+        self.first = vocab.value_start
+        self.n_values = vocab.size - vocab.value_start
+        self.channel = torch.as_tensor(vocab.token_channel, device=device)
+        self.scaled = torch.as_tensor(vocab.token_value, device=device)  # [V, k]
+        self.value = torch.zeros((n, self.scaled.shape[1], n_ch), device=device)
+        self.seen = torch.zeros((n, n_ch), dtype=torch.float32, device=device)
+        self.latest = torch.full((n, n_ch), self.first, dtype=torch.long, device=device)
+
+    def update(self, token: torch.Tensor) -> None:
+        """Record the value tokens among ``token`` (``[n]``, one per row)."""
+        rows = torch.nonzero(self.channel[token] >= 0)[:, 0]
+        chans = self.channel[token[rows]]
+        self.value[rows, :, chans] = self.scaled[token[rows]]
+        self.seen[rows, chans] = 1.0
+        self.latest[rows, chans] = token[rows]
+
+    def features(self) -> torch.Tensor:
+        """``[n, memory_width]``: the layout of :func:`value_memory` at one position."""
+        n = self.seen.shape[0]
+        onehot = torch.zeros((n, self.n_values), device=self.seen.device)
+        onehot.scatter_add_(1, self.latest - self.first, self.seen)
+        return torch.cat([self.value.flatten(1), self.seen, onehot], dim=-1)
+
+
 def _sample_events(
-    net, vocab, token, position, cache, prefix, follow, slot_masks, generator, rng, device
+    net, vocab, token, position, cache, memory, prefix, follow, slot_masks, generator, rng
 ) -> SampledPatients:
+    device = token.device
     n = token.shape[0]
     limits, schema = vocab.schema.limits, vocab.schema
     horizon = float(schema.time.horizon_days)
@@ -99,7 +132,7 @@ def _sample_events(
     eos_only[EOS] = True
     while position < vocab.max_len - 1 and not bool(done.all()):
         now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
-        logits = net.step(token, event_slot, now_t, position, cache)
+        logits = net.step(token, event_slot, now_t, position, cache, memory.features())
         allowed = follow[token] & base
         # A channel may start only if everything it commits to (its whole measurement group)
         # fits the per-channel and total limits, so no record ends inside a group; a channel
@@ -116,6 +149,7 @@ def _sample_events(
         stuck = ~allowed.any(dim=1) | done
         allowed = torch.where(stuck[:, None], eos_only, allowed)
         token = _draw(logits, allowed, generator)
+        memory.update(token)
         done = done | (token == EOS)
         tok = token.cpu().numpy()
         live = ~done.cpu().numpy()
