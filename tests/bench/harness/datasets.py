@@ -158,6 +158,99 @@ def unflatten(flat: pd.DataFrame, schema: DatasetSchema) -> Cohort:
     return Cohort.conform(schema, patients, pd.concat(events, ignore_index=True), cond)[0]
 
 
+# -- subject and visit tables (longitudinal datasets, for sequential peers) --------------------
+SUBJECT_KEY = "pid"
+VISIT_DAY = "day"
+
+
+def subject_columns(schema: DatasetSchema) -> tuple[Column, ...]:
+    """Static columns of a longitudinal schema: attributes and condition flags (no channels)."""
+    channels = {ch.name for ch in schema.channels}
+    return tuple(c for c in schema_columns(schema) if c.name not in channels)
+
+
+def visit_columns(schema: DatasetSchema) -> tuple[Column, ...]:
+    """Columns of the visit table: the day offset over the schema's horizon, then each channel."""
+    day = Column(VISIT_DAY, "numeric", 0.0, float(schema.time.horizon_days), 0)
+    return (
+        day,
+        *(c for c in schema_columns(schema) if c.name in {ch.name for ch in schema.channels}),
+    )
+
+
+def subject_visit_tables(cohort: Cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A cohort as a subject table (one row per patient, key ``pid``: attributes and condition
+    flags) and a linked visit table (one row per patient and event time: ``pid``, ``day`` and
+    each channel's value at that time, empty where not measured), sorted by patient and day."""
+    schema = cohort.schema
+    cols = subject_columns(schema)
+    subjects = flatten(cohort, cols)
+    subjects.insert(0, SUBJECT_KEY, cohort.patients[PATIENT_ID].to_numpy())
+    ev = cohort.events
+    wide = ev.pivot_table(
+        index=[PATIENT_ID, "time"], columns="channel", values="value", aggfunc="first"
+    ).reset_index()
+    visits = pd.DataFrame({SUBJECT_KEY: wide[PATIENT_ID], VISIT_DAY: wide["time"].astype(float)})
+    for ch in schema.channels:
+        visits[ch.name] = wide[ch.name].astype(float) if ch.name in wide else np.nan
+    visits = visits.sort_values([SUBJECT_KEY, VISIT_DAY], kind="stable").reset_index(drop=True)
+    return subjects, visits
+
+
+def from_subject_visits(
+    subjects: pd.DataFrame, visits: pd.DataFrame, schema: DatasetSchema, source: str
+) -> Cohort:
+    """A cohort from a subject table and its linked visit table (a sequential peer's output).
+
+    Day offsets are rounded to whole days and shifted so that each patient's first visit is day
+    0 (the schema's anchor is the first event); a patient without visits keeps attributes and
+    conditions only. ``source`` names the output in errors."""
+    for name, table, need in (
+        ("subjects", subjects, [SUBJECT_KEY, *(c.name for c in subject_columns(schema))]),
+        ("visits", visits, [SUBJECT_KEY, VISIT_DAY, *(ch.name for ch in schema.channels)]),
+    ):
+        missing = [c for c in need if c not in table.columns]
+        if missing:
+            raise DataError(f"{source}: {name} table lacks column(s) {', '.join(missing)}")
+    ids = subjects[SUBJECT_KEY].astype(str)
+    patients = pd.DataFrame({PATIENT_ID: ids.to_numpy()})
+    for a in schema.attributes:
+        col = subjects[a.name]
+        if a.type == "boolean":
+            col = col.astype("string").map({"True": True, "False": False})
+        elif a.type == "numeric":
+            col = pd.to_numeric(col, errors="coerce")
+        patients[a.name] = col.to_numpy()
+    conds = [
+        pd.DataFrame(
+            {
+                PATIENT_ID: ids[(subjects[_flag(c.code)].astype("string") == "1").to_numpy()],
+                "code": c.code,
+                "onset": 0.0,
+            }
+        )
+        for c in schema.conditions
+    ]
+    vis = visits.assign(**{SUBJECT_KEY: visits[SUBJECT_KEY].astype(str)})
+    vis = vis[vis[SUBJECT_KEY].isin(set(ids))]
+    day = pd.to_numeric(vis[VISIT_DAY], errors="coerce").round()
+    vis = vis.assign(**{VISIT_DAY: day}).dropna(subset=[VISIT_DAY])
+    vis[VISIT_DAY] = vis[VISIT_DAY] - vis.groupby(SUBJECT_KEY)[VISIT_DAY].transform("min")
+    long = vis.melt(
+        id_vars=[SUBJECT_KEY, VISIT_DAY], value_vars=[ch.name for ch in schema.channels]
+    )
+    events = pd.DataFrame(
+        {
+            PATIENT_ID: long[SUBJECT_KEY].to_numpy(),
+            "time": long[VISIT_DAY].astype(float).to_numpy(),
+            "channel": long["variable"].to_numpy(),
+            "value": pd.to_numeric(long["value"], errors="coerce").to_numpy(),
+        }
+    ).dropna(subset=["value"])
+    cond = pd.concat(conds, ignore_index=True) if conds else None
+    return Cohort.conform(schema, patients, events, cond)[0]
+
+
 def _split(cohort: Cohort, holdout: float, seed: int) -> tuple[Cohort, Cohort]:
     return cohort.split(holdout, random_state=seed)
 

@@ -109,6 +109,8 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
             domain=data.domain(),
             peer_options=meta.get("peer_options", {}),
         )
+        if data.longitudinal:
+            job.update(systems.sequential_job(data, work))
         res = systems.run_peer(system, job, work, timeout)
     row.update(ok=res.ok, fit_s=res.fit_s, sample_s=res.sample_s, peak_mb=res.peak_mb)
     if not res.ok:
@@ -124,11 +126,14 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
         row["steps"] = training.get("steps")
         row["noise_multiplier"] = res.detail.get("privacy", {}).get("noise_multiplier")
         row["epsilon_spent"] = res.detail.get("privacy", {}).get("epsilon")
+    elif data.longitudinal:
+        syn = systems.read_peer_cohort(work, data.schema)
+        row.update(score(data, data.flat(syn), seed, syn.events))
+        row.update(_audit(data, syn, seed))
     else:
         flat = systems.read_peer_output(work)
         row.update(score(data, flat, seed))
-        if not data.longitudinal:
-            row.update(_audit(data, unflatten(flat, data.schema), seed))
+        row.update(_audit(data, unflatten(flat, data.schema), seed))
     return row
 
 
@@ -251,11 +256,14 @@ def rescore(out: Path, plots: Path | None = None) -> list[dict]:
                 syn = Cohort.load(work / "synthetic")
                 row.update(score(data, data.flat(syn), row["seed"], syn.events))
                 row.update(_audit(data, syn, row["seed"]))
+            elif data.longitudinal:
+                syn = systems.read_peer_cohort(work, data.schema)
+                row.update(score(data, data.flat(syn), row["seed"], syn.events))
+                row.update(_audit(data, syn, row["seed"]))
             else:
                 flat = systems.read_peer_output(work)
                 row.update(score(data, flat, row["seed"]))
-                if not data.longitudinal:
-                    row.update(_audit(data, unflatten(flat, data.schema), row["seed"]))
+                row.update(_audit(data, unflatten(flat, data.schema), row["seed"]))
             row = {k: _nan(v) if isinstance(v, float) else v for k, v in row.items()}
         rows.append(row)
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

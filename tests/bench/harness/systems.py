@@ -8,6 +8,9 @@
 * peers from ``tests/bench/peers``: each runs with the Python of its own virtual environment
   (``.venv-peers-NAME``, made by ``tests/bench/peers/setup.sh``) and exchanges CSV files with
   the runner. A peer whose environment is missing is reported as not installed, never faked.
+  A peer marked ``sequential`` also runs on longitudinal datasets: it gets a subject table and
+  a linked visit table (``datasets.subject_visit_tables``) and returns both, turned back into a
+  cohort by ``datasets.from_subject_visits`` so the longitudinal metrics run on its output.
 
 Peak memory is the child's maximum resident set size from ``os.wait4``.
 """
@@ -43,7 +46,7 @@ PEER_SYSTEMS: dict[str, Peer] = {
     "patectgan": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "patectgan"),
     "mst": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "mst"),
     "aim": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "aim"),
-    "mostlyai": Peer(".venv-peers-mostlyai", "mostlyai_worker.py", "tabular"),
+    "mostlyai": Peer(".venv-peers-mostlyai", "mostlyai_worker.py", "tabular", sequential=True),
 }
 OWN_SYSTEMS = ("medsynth", "medsynth-tuned", "medsynth-nodp", "real")
 ALL_SYSTEMS = (*OWN_SYSTEMS, *PEER_SYSTEMS)
@@ -124,3 +127,43 @@ def run_peer(system: str, job: dict, workdir: Path, timeout: float) -> Outcome:
 
 def read_peer_output(workdir: Path) -> pd.DataFrame:
     return pd.read_csv(workdir / "synthetic.csv", dtype=str, keep_default_na=True)
+
+
+def sequential_job(data, workdir: Path) -> dict:
+    """Job fields of a sequential peer on a longitudinal dataset: the training cohort written as
+    ``subjects.csv`` and ``visits.csv`` beside the run's ``train.csv``, and their public domains
+    (bounds and categories from the schema, the day offset bounded by the schema's horizon)."""
+    from tests.bench.harness.datasets import (
+        SUBJECT_KEY,
+        VISIT_DAY,
+        subject_columns,
+        subject_visit_tables,
+        visit_columns,
+    )
+
+    base = workdir.parent
+    subjects, visits = subject_visit_tables(data.train)
+    subjects.to_csv(base / "subjects.csv", index=False)
+    visits.to_csv(base / "visits.csv", index=False)
+    domain = data.domain()
+    names = {c.name for c in subject_columns(data.schema)}
+    domain["columns"] = [c for c in domain["columns"] if c["name"] in names]
+    domain["visit_columns"] = [
+        {"name": c.name, "kind": c.kind, "low": c.low, "high": c.high, "decimals": c.decimals}
+        for c in visit_columns(data.schema)
+    ]
+    domain["key"], domain["day"] = SUBJECT_KEY, VISIT_DAY
+    return {
+        "subjects_csv": str(base / "subjects.csv"),
+        "visits_csv": str(base / "visits.csv"),
+        "domain": domain,
+    }
+
+
+def read_peer_cohort(workdir: Path, schema):
+    """A sequential peer's output (``subjects.csv`` and ``visits.csv``) as a cohort."""
+    from tests.bench.harness.datasets import from_subject_visits
+
+    subjects = pd.read_csv(workdir / "subjects.csv", dtype=str, keep_default_na=True)
+    visits = pd.read_csv(workdir / "visits.csv", dtype={"pid": str}, keep_default_na=True)
+    return from_subject_visits(subjects, visits, schema, str(workdir))
