@@ -32,7 +32,7 @@ from typing import Any
 
 from medsynth.audit.base import AuditResult, Estimate
 from medsynth.errors import Problem, SchemaError
-from medsynth.schema.load import validate_document
+from medsynth.schema.load import read_json_document, validate_document
 
 POLICY_FORMAT = "medsynth.audit-policy/1"
 PASS, FAIL, NOT_RUN, INCOMPLETE = "PASS", "FAIL", "NOT RUN", "INCOMPLETE"
@@ -116,18 +116,7 @@ def load_policy(source: str | Path) -> AuditPolicy:
     Raises:
         SchemaError: listing every problem with its JSON path.
     """
-    path = Path(source)
-    if not path.exists() and str(source) in shipped_policies():
-        path = shipped_policies()[str(source)]
-    if not path.is_file():
-        names = ", ".join(shipped_policies()) or "none"
-        raise SchemaError(
-            str(source), [Problem("$", f"no such file or shipped policy (shipped: {names})")]
-        )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(str(path), [Problem("$", f"not valid JSON: {exc}")]) from None
+    document, path = read_json_document(source, shipped_policies(), "policy")
     return parse_policy(document, source=str(path))
 
 

@@ -84,24 +84,42 @@ def _short(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def read_json_document(source: str | Path, shipped: dict[str, Path], kind: str) -> tuple[Any, Path]:
+    """Read a JSON document from a file path or the name of a shipped one.
+
+    Args:
+        source: a file path, or a name in ``shipped`` when no such file exists.
+        shipped: the shipped documents by name.
+        kind: what the document is, for messages (``"schema"``, ``"policy"``).
+
+    Returns:
+        The parsed document and the path it was read from.
+
+    Raises:
+        SchemaError: the file does not exist (naming the shipped ones) or is not valid JSON.
+    """
+    path = Path(source)
+    if not path.exists() and str(source) in shipped:
+        path = shipped[str(source)]
+    if not path.is_file():
+        names = ", ".join(shipped) or "none"
+        raise SchemaError(
+            str(source), [Problem("$", f"no such file or shipped {kind} (shipped: {names})")]
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(str(path), [Problem("$", f"not valid JSON: {exc}")]) from None
+    return document, path
+
+
 def load_schema(source: str | Path) -> DatasetSchema:
     """Load a dataset schema from a file path or the name of a shipped schema.
 
     Raises:
         SchemaError: listing every problem with its JSON path.
     """
-    path = Path(source)
-    if not path.exists() and str(source) in shipped_schemas():
-        path = shipped_schemas()[str(source)]
-    if not path.is_file():
-        names = ", ".join(shipped_schemas()) or "none"
-        raise SchemaError(
-            str(source), [Problem("$", f"no such file or shipped schema (shipped: {names})")]
-        )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(str(path), [Problem("$", f"not valid JSON: {exc}")]) from None
+    document, path = read_json_document(source, shipped_schemas(), "schema")
     return parse_schema(document, source=str(path))
 
 
