@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from medsynth.cli.options import progress_option, seed_option
+from medsynth.cli.options import device_option, progress_option, seed_option
 
 
 @click.command()
@@ -47,13 +47,7 @@ from medsynth.cli.options import progress_option, seed_option
     default=None,
     help="Synthetic patients to generate (default: as many as trained on).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where to train and sample.",
-)
+@device_option("train and sample")
 @seed_option
 @progress_option
 def demo(

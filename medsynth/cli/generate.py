@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from medsynth.cli.options import out_option, overwrite_option, progress_option, seed_option
+from medsynth.cli.options import (
+    device_option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+)
 
 
 @click.command()
@@ -42,13 +48,7 @@ from medsynth.cli.options import out_option, overwrite_option, progress_option, 
     show_default=True,
     help="Patients sampled per chunk (memory stays flat).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where to sample.",
-)
+@device_option("sample")
 @seed_option
 @overwrite_option
 @progress_option

@@ -65,8 +65,20 @@ def out_option(help_text: str, required: bool = True, default: str | None = None
     )
 
 
+def device_option(purpose: str):
+    """``--device auto|cpu|cuda``; ``auto`` picks CUDA when there is one."""
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help=f"Where to {purpose} (auto: CUDA when available).",
+    )
+
+
 __all__ = [
     "DatasetSchema",
+    "device_option",
     "fhir_format_option",
     "out_option",
     "overwrite_option",

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from medsynth.cli.options import out_option, overwrite_option, progress_option, schema_option
+from medsynth.cli.options import (
+    device_option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    schema_option,
+)
 
 # Kept here (not imported from medsynth.models.plan) so that `--help` does not load torch;
 # a test checks they equal GRAD_SAMPLE_MODES and TrainConfig's default.
@@ -44,13 +50,7 @@ DEFAULT_MODE = "ew"
     default=None,
     help="Simulated public patients for non-private pretraining (0: none).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where to train.",
-)
+@device_option("train")
 @click.option(
     "--accountant",
     type=click.Choice(["prv", "rdp"]),
