@@ -60,15 +60,27 @@ def sample_batch(
     prefix = np.zeros((n, vocab.n_prefix), dtype=np.int64)
     memory = ValueMemory(vocab, n, device)  # prefix tokens carry no value: zeros throughout
     position = 0
+    # Conditions present so far per row: once the schema's max_conditions is reached, the
+    # remaining free condition slots may only draw "absent" (the first token of a slot).
+    max_conditions = vocab.schema.limits.max_conditions
+    present = torch.zeros(n, dtype=torch.long, device=device)
     for slot in _prefix_order(vocab, plan):
+        info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
         logits = net.step(token, slots, zero_t, position, cache, memory.features())
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
             keep = torch.zeros(v, dtype=torch.bool, device=device)
-            keep[vocab.slots[slot - 1].first + torch.as_tensor(plan.allowed[slot])] = True
+            keep[info.first + torch.as_tensor(plan.allowed[slot])] = True
             allowed &= keep
-        token = _draw(logits, allowed.expand(n, -1), generator)
+        rows = allowed.expand(n, -1)
+        if info.kind == "condition" and max_conditions is not None and slot not in plan.allowed:
+            absent_only = torch.zeros(v, dtype=torch.bool, device=device)
+            absent_only[info.first] = True
+            rows = torch.where((present >= max_conditions)[:, None], allowed & absent_only, rows)
+        token = _draw(logits, rows, generator)
+        if info.kind == "condition":
+            present += (token != info.first).long()
         prefix[:, slot - 1] = token.cpu().numpy()
         position += 1
     return _sample_events(

@@ -1,0 +1,37 @@
+"""The sampler honours the schema's max_conditions: nothing is left for conform to truncate."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.models.artifact import build_network
+from medsynth.models.conditions import resolve_conditions
+from medsynth.models.sampler import sample_batch
+from medsynth.schema import parse_schema
+from tests.models.conftest import TINY_NET, small_schema
+
+
+def test_untrained_sampler_never_exceeds_max_conditions():
+    doc = copy.deepcopy(small_schema().raw)
+    doc["limits"]["max_conditions"] = 1  # two condition slots, at most one present
+    vocab = build_vocabulary(parse_schema(doc))
+    torch.manual_seed(0)
+    net = build_network(vocab, TINY_NET)
+    sampled = sample_batch(
+        net,
+        vocab,
+        400,
+        plan=resolve_conditions(vocab, None),
+        generator=torch.Generator().manual_seed(1),
+        rng=np.random.default_rng(1),
+        device=torch.device("cpu"),
+    )
+    cond = [j for j, s in enumerate(vocab.slots) if s.kind == "condition"]
+    absent = np.array([vocab.slots[j].first for j in cond])
+    present = (sampled.prefix[:, cond] != absent).sum(axis=1)
+    assert present.max() == 1  # a random network would give both to about a quarter of rows
+    assert (present == 1).sum() > 50
