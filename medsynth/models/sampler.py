@@ -4,7 +4,8 @@ The prefix is filled slot by slot: conditioned slots first (restricted to the al
 then the others in schema order, each drawn from the network given everything before it. Then
 visits are drawn until ``EOS``: the event grammar of :attr:`Vocabulary.follow_mask`, the
 per-channel and total event limits and the time horizon mask what may come next (a measurement
-group starts only when the whole group fits the limits), and each gap
+group starts only when the whole group fits the limits; ``EOS`` waits for the schema's
+``min_events_total``), and each gap
 token's exact length is drawn inside its bin at once, so the network sees real visit times.
 The value memory (last value of each channel, :func:`~medsynth.models.network.value_memory`)
 is kept up to date token by token, equal to what training computes from the whole sequence.
@@ -132,7 +133,7 @@ def _sample_events(
     need = torch.as_tensor(vocab.channel_need, device=device)
     need_t, need_size = need.T.float().contiguous(), need.sum(dim=1)
     entry = torch.as_tensor(vocab.channel_entry, device=device)
-    max_total = limits.max_events_total
+    max_total, min_total = limits.max_events_total, limits.min_events_total
     event_slot = torch.full((n,), vocab.event_slot, dtype=torch.long, device=device)
     base = slot_masks[vocab.event_slot]
     counts = torch.zeros((n, n_ch), dtype=torch.long, device=device)
@@ -158,6 +159,9 @@ def _sample_events(
         late = torch.zeros_like(allowed)
         late[:, is_gap] = gap_lo[None, :] >= remaining[:, None]
         allowed &= ~late
+        # A record shorter than the schema's min_events_total may not end yet (unless nothing
+        # else is possible, below).
+        allowed[:, EOS] &= total >= min_total
         stuck = ~allowed.any(dim=1) | done
         allowed = torch.where(stuck[:, None], eos_only, allowed)
         token = _draw(logits, allowed, generator)

@@ -184,6 +184,19 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
         yield Problem(
             "$.limits", "max_events_total is below max_events_per_channel of the only channel"
         )
+    if lim.get("min_events_total", 0) > lim["max_events_total"]:
+        yield Problem(
+            "$.limits.min_events_total",
+            f"min_events_total ({lim['min_events_total']}) exceeds max_events_total "
+            f"({lim['max_events_total']})",
+        )
+    reachable = lim["max_events_per_channel"] * len(channels)
+    if lim.get("min_events_total", 0) > reachable:
+        yield Problem(
+            "$.limits.min_events_total",
+            f"min_events_total ({lim['min_events_total']}) exceeds what the channels can hold "
+            f"({len(channels)} x max_events_per_channel {lim['max_events_per_channel']})",
+        )
 
 
 def _group_problems(doc: dict[str, Any]) -> Iterator[Problem]:
@@ -285,7 +298,10 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
     )
     lim = doc["limits"]
     limits = Limits(
-        lim["max_events_per_channel"], lim["max_events_total"], lim.get("max_conditions")
+        lim["max_events_per_channel"],
+        lim["max_events_total"],
+        lim.get("max_conditions"),
+        int(lim.get("min_events_total", 0)),
     )
     attributes = tuple(
         Attribute(

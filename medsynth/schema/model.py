@@ -147,11 +147,15 @@ class TimeSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    """Public per-patient limits; longer records are truncated deterministically."""
+    """Public per-patient limits; longer records are truncated deterministically.
+
+    ``min_events_total`` binds generation only: no synthetic record ends with fewer events.
+    """
 
     max_events_per_channel: int
     max_events_total: int
     max_conditions: int | None = None
+    min_events_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,29 @@ def test_untrained_sampler_never_exceeds_max_conditions():
     present = (sampled.prefix[:, cond] != absent).sum(axis=1)
     assert present.max() == 1  # a random network would give both to about a quarter of rows
     assert (present == 1).sum() > 50
+
+
+def _sample(doc: dict, n: int = 300):
+    vocab = build_vocabulary(parse_schema(doc))
+    torch.manual_seed(0)
+    net = build_network(vocab, TINY_NET)
+    sampled = sample_batch(
+        net,
+        vocab,
+        n,
+        plan=resolve_conditions(vocab, None),
+        generator=torch.Generator().manual_seed(2),
+        rng=np.random.default_rng(2),
+        device=torch.device("cpu"),
+    )
+    return np.bincount(sampled.event_row, minlength=n)
+
+
+def test_untrained_sampler_honours_min_events_total():
+    doc = copy.deepcopy(small_schema().raw)
+    free = _sample(doc)
+    assert (free < 3).sum() > 10  # a random network sometimes ends a record early
+    doc["limits"]["min_events_total"] = 3
+    bound = _sample(doc)
+    assert bound.min() >= 3
+    assert bound.max() <= doc["limits"]["max_events_total"]

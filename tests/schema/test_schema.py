@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -137,3 +138,14 @@ def test_date_attribute_takes_date_bounds_and_numeric_takes_numbers():
     age["max"] = "120"
     with pytest.raises(SchemaError, match=r"\.max: '120' is not of type 'number'"):
         parse_schema(numeric)
+
+
+def test_min_events_total_defaults_to_zero_and_is_checked_against_the_limits():
+    doc = copy.deepcopy(load_schema("general-adult").raw)
+    doc["limits"].pop("min_events_total", None)
+    assert parse_schema(doc).limits.min_events_total == 0
+    doc["limits"]["min_events_total"] = 2
+    assert parse_schema(doc).limits.min_events_total == 2
+    doc["limits"]["min_events_total"] = doc["limits"]["max_events_total"] + 1
+    with pytest.raises(SchemaError, match="min_events_total"):
+        parse_schema(doc)
