@@ -88,7 +88,7 @@ def value_edges(
     return snap_edges(edges, decimals)
 
 
-def gap_edges(horizon_days: float, n_bins: int = 20) -> np.ndarray:
+def gap_edges(horizon_days: float, n_bins: int = 48) -> np.ndarray:
     """Time-gap bins in days: ``[0, 1)`` then ``n_bins - 1`` log-spaced bins up to the horizon."""
     horizon = float(horizon_days)
     if horizon <= 1.0:

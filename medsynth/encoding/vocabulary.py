@@ -41,7 +41,7 @@ class EncodingConfig:
     value_low_bins: int = 3
     value_high_bins: int = 7
     attribute_bins: int = 16
-    gap_bins: int = 20
+    gap_bins: int = 48
     onset_bins: int = 8
 
     def to_dict(self) -> dict[str, int]:

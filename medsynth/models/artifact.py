@@ -54,6 +54,9 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         horizon_days=vocab.schema.time.horizon_days,
         config=config,
         memory_width=memory_width(len(vocab.schema.channels), vocab.size - vocab.value_start),
+        token_channel=torch.as_tensor(vocab.token_channel),
+        token_bin=torch.as_tensor(vocab.token_bin),
+        value_first=vocab.value_start,
     )
 
 

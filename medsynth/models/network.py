@@ -5,6 +5,10 @@ Each input position adds four things: the embedding of the current token, the em
 of the current visit time, and a fixed sinusoidal position. With ``value_memory`` on, a fifth:
 a projection of the *last observed value of every channel* so far in the record (see
 :func:`value_memory`), so that a channel's next value can lean directly on its previous one.
+With ``transition_steps`` above 0, the logit of each value token also gets a learned bias for
+its channel and the step, in bins, from that channel's last value in the record (see
+:class:`TransitionBias`): persistence of a patient's labs becomes a handful of parameters per
+channel, which DP-SGD learns in few steps, instead of an interaction the transformer must find.
 Telling the network which slot comes next lets training present the prefix in random orders,
 so that at sampling time any set of attributes can be fixed first and the rest drawn
 conditionally (see ``docs/architecture.md``).
@@ -28,6 +32,8 @@ from medsynth.errors import DataError
 __all__ = [
     "NetworkConfig",
     "PatientNetwork",
+    "TransitionBias",
+    "latest_values",
     "masked_log_probs",
     "memory_width",
     "value_memory",
@@ -36,10 +42,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Sizes of the transformer, and whether it reads the last value of each channel.
+    """Sizes of the transformer, and how it reads the last value of each channel.
 
-    ``value_memory`` defaults to False when a stored config lacks it (artifacts made before it
-    existed load unchanged).
+    ``value_memory``: add a projection of every channel's last value to each input.
+    ``transition_steps``: bias each value token's logit by a learned weight for its channel and
+    its step in bins from the channel's last value, steps beyond this many bins sharing the end
+    weights (0: off). Both default to off when a stored config lacks them (artifacts made before
+    they existed load unchanged).
     """
 
     d_model: int = 64
@@ -47,6 +56,7 @@ class NetworkConfig:
     n_heads: int = 4
     d_ff: int = 128
     value_memory: bool = False
+    transition_steps: int = 0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -61,6 +71,12 @@ class NetworkConfig:
             raise DataError(
                 f"network config field 'value_memory' must be true or false, got {flag!r}"
             )
+        steps = doc.get("transition_steps", 0)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 64:
+            raise DataError(
+                f"network config field 'transition_steps' must be an integer in 0..64, "
+                f"got {steps!r}"
+            )
         sizes = {k: int(v) for k, v in doc.items() if k != "value_memory"}
         return cls(**sizes, value_memory=flag)
 
@@ -68,6 +84,22 @@ class NetworkConfig:
 def memory_width(n_channels: int, n_value_tokens: int) -> int:
     """Features of :func:`value_memory`: scaled centre, rank, seen per channel, and one-hot."""
     return 3 * n_channels + n_value_tokens
+
+
+def latest_values(
+    tokens: torch.Tensor, token_channel: torch.Tensor, n_channels: int
+) -> torch.Tensor:
+    """``[b, t, n_channels]`` id of the latest value token of each channel at or before each
+    position, -1 where the channel has not been seen yet.
+
+    A forward fill by a running maximum of the positions where each channel was seen.
+    """
+    b, t = tokens.shape
+    hit = token_channel[tokens][:, :, None] == torch.arange(n_channels, device=tokens.device)
+    where = torch.arange(t, device=tokens.device)[None, :, None].expand(b, t, n_channels)
+    last = torch.where(hit, where, torch.full_like(where, -1)).cummax(dim=1).values
+    latest = tokens[:, :, None].expand(b, t, n_channels).gather(1, last.clamp(min=0))
+    return torch.where(last >= 0, latest, torch.full_like(latest, -1))
 
 
 def value_memory(
@@ -85,7 +117,7 @@ def value_memory(
     all 0 before ``c`` is first seen. Last, a one-hot block over the value tokens (ids from
     ``value_first`` on) marking the latest token of every channel seen, so that the next
     value's logits can depend on the previous bin without learning a steep function of one
-    number. A forward fill by a running maximum of the positions where each channel was seen.
+    number. Built on :func:`latest_values`.
 
     Args:
         tokens: ``[b, t]`` token ids.
@@ -95,20 +127,52 @@ def value_memory(
         value_first: id of the first value token (value tokens run to the end of the vocabulary).
     """
     b, t = tokens.shape
-    hit = token_channel[tokens][:, :, None] == torch.arange(n_channels, device=tokens.device)
-    where = torch.arange(t, device=tokens.device)[None, :, None].expand(b, t, n_channels)
-    last = torch.where(hit, where, torch.full_like(where, -1)).cummax(dim=1).values
-    seen = (last >= 0).float()
-    index = last.clamp(min=0)
-    feats = token_value[tokens].float()  # [b, t, k]
-    blocks = [
-        feats[:, :, j, None].expand(b, t, n_channels).gather(1, index) * seen
-        for j in range(feats.shape[-1])
-    ]
-    latest = tokens[:, :, None].expand(b, t, n_channels).gather(1, index) - value_first
+    latest = latest_values(tokens, token_channel, n_channels)
+    seen = (latest >= 0).float()
+    feats = token_value[latest.clamp(min=0)].float() * seen[..., None]  # [b, t, C, k]
+    blocks = [feats[..., j] for j in range(feats.shape[-1])]
     onehot = torch.zeros(b, t, token_channel.shape[0] - value_first, device=tokens.device)
-    onehot.scatter_add_(2, latest.clamp(min=0), seen)  # unseen channels add 0
+    onehot.scatter_add_(2, (latest - value_first).clamp(min=0), seen)  # unseen channels add 0
     return torch.cat([*blocks, seen, onehot], dim=-1)
+
+
+class TransitionBias(nn.Module):
+    """A learned logit bias for each value token: by channel and step from its last value.
+
+    For value token ``v`` of channel ``c`` and bin ``k``, where ``c``'s latest value so far lies
+    in bin ``j``, the bias is the weight of ``(c, clamp(k - j, -steps, steps))``; while ``c`` is
+    unseen, the weight of ``(c, unseen)``. The weights are one ``nn.Embedding`` column (Opacus
+    computes its per-sample gradients), initialised at 0 so that a new network starts as if
+    the bias were absent. Bins are ranks inside a channel (its public edges, finer near the
+    normal range), so a step of one bin is a small clinical change there and a large one in the
+    tails.
+    """
+
+    def __init__(
+        self,
+        token_channel: torch.Tensor,
+        token_bin: torch.Tensor,
+        value_first: int,
+        n_channels: int,
+        steps: int,
+    ) -> None:
+        super().__init__()
+        self.steps, self.value_first = int(steps), int(value_first)
+        self.register_buffer("token_channel", token_channel.clone(), persistent=False)
+        self.register_buffer("token_bin", token_bin.clone(), persistent=False)
+        self.weight = nn.Embedding(n_channels * (2 * self.steps + 2), 1)
+        nn.init.zeros_(self.weight.weight)
+
+    def forward(self, latest: torch.Tensor) -> torch.Tensor:
+        """``[..., n_value_tokens]`` biases from ``latest`` (``[..., n_channels]``, as
+        :func:`latest_values`)."""
+        chan = self.token_channel[self.value_first :]  # [Vv]
+        target = self.token_bin[self.value_first :]
+        last = latest[..., chan]  # [..., Vv]
+        last_bin = self.token_bin[last.clamp(min=0)]
+        step = (target - last_bin).clamp(-self.steps, self.steps) + self.steps
+        step = torch.where(last >= 0, step, torch.full_like(step, 2 * self.steps + 1))
+        return self.weight(chan * (2 * self.steps + 2) + step)[..., 0]
 
 
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -165,6 +229,9 @@ class PatientNetwork(nn.Module):
         horizon_days: float,
         config: NetworkConfig,
         memory_width: int = 0,
+        token_channel: torch.Tensor | None = None,
+        token_bin: torch.Tensor | None = None,
+        value_first: int = 0,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -180,6 +247,13 @@ class PatientNetwork(nn.Module):
             if memory_width < 1:
                 raise DataError("value_memory needs a schema with at least one channel")
             self.memory = nn.Linear(memory_width, config.d_model)
+        if config.transition_steps:
+            if token_channel is None or token_bin is None or int(token_channel.max()) < 0:
+                raise DataError("transition_steps needs a schema with at least one channel")
+            self.n_channels = int(token_channel.max()) + 1
+            self.transition = TransitionBias(
+                token_channel, token_bin, value_first, self.n_channels, config.transition_steps
+            )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -222,7 +296,17 @@ class PatientNetwork(nn.Module):
         x = self._embed(tokens, slots, times, 0, memory)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.ln_f(x))
+        logits = self.head(self.ln_f(x))
+        if self.config.transition_steps:
+            t = self.transition
+            latest = latest_values(tokens, t.token_channel, self.n_channels)
+            logits = self._add_transition(logits, latest)
+        return logits
+
+    def _add_transition(self, logits: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
+        first = self.transition.value_first
+        bias = self.transition(latest)
+        return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
 
     @torch.no_grad()
     def step(
@@ -233,10 +317,13 @@ class PatientNetwork(nn.Module):
         position: int,
         cache: list[list[torch.Tensor]],
         memory: torch.Tensor | None = None,
+        latest: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
 
-        ``memory`` is ``[b, memory_width]``, the value memory at this position.
+        ``memory`` is ``[b, memory_width]``, the value memory at this position; ``latest`` is
+        ``[b, n_channels]``, :func:`latest_values` at this position (read only with
+        ``transition_steps``).
         """
         if not cache:
             cache.extend([] for _ in self.blocks)
@@ -244,7 +331,12 @@ class PatientNetwork(nn.Module):
         x = self._embed(tokens[:, None], slots[:, None], times[:, None], position, mem)
         for block, kv in zip(self.blocks, cache, strict=True):
             x = block(x, kv)
-        return self.head(self.ln_f(x))[:, 0]
+        logits = self.head(self.ln_f(x))[:, 0]
+        if self.config.transition_steps:
+            if latest is None:
+                raise DataError("this network reads each channel's last value; pass `latest`")
+            logits = self._add_transition(logits, latest)
+        return logits
 
 
 def masked_log_probs(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,9 @@ def sample_batch(
     for slot in _prefix_order(vocab, plan):
         info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
-        logits = net.step(token, slots, zero_t, position, cache, memory.features())
+        logits = net.step(
+            token, slots, zero_t, position, cache, memory.features(), memory.latest_ids()
+        )
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
             keep = torch.zeros(v, dtype=torch.bool, device=device)
@@ -110,6 +112,11 @@ class ValueMemory:
         self.seen[rows, chans] = 1.0
         self.latest[rows, chans] = token[rows]
 
+    def latest_ids(self) -> torch.Tensor:
+        """``[n, n_channels]``: the latest value token of each channel, -1 if unseen (the
+        layout of :func:`~medsynth.models.network.latest_values` at one position)."""
+        return torch.where(self.seen > 0, self.latest, torch.full_like(self.latest, -1))
+
     def features(self) -> torch.Tensor:
         """``[n, memory_width]``: the layout of :func:`value_memory` at one position."""
         n = self.seen.shape[0]
@@ -145,7 +152,9 @@ def _sample_events(
     eos_only[EOS] = True
     while position < vocab.max_len - 1 and not bool(done.all()):
         now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
-        logits = net.step(token, event_slot, now_t, position, cache, memory.features())
+        logits = net.step(
+            token, event_slot, now_t, position, cache, memory.features(), memory.latest_ids()
+        )
         allowed = follow[token] & base
         # A channel may start only if everything it commits to (its whole measurement group)
         # fits the per-channel and total limits, so no record ends inside a group; a channel

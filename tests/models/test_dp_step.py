@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import pytest
@@ -21,14 +22,20 @@ from tests.models.conftest import TINY_NET, small_schema
 N = 6  # patients in the batch; the data loader below has N items and 1 step: expected batch N
 
 
-@pytest.fixture(scope="module")
-def setup():
+# The plain network, and one with the transition bias (an nn.Embedding fed [b, t, values]).
+NETWORKS = {"plain": TINY_NET, "transition": dataclasses.replace(TINY_NET, transition_steps=2)}
+
+
+@pytest.fixture(scope="module", params=sorted(NETWORKS))
+def setup(request):
     schema = small_schema()
     vocab = build_vocabulary(schema)
     encoded = encode_cohort(vocab, simulate(schema, N, random_state=4))
     tables = GrammarTables.build(vocab)
     torch.manual_seed(0)
-    net = build_network(vocab, TINY_NET)
+    net = build_network(vocab, NETWORKS[request.param])
+    if request.param == "transition":  # start away from 0 so every weight has a gradient
+        torch.nn.init.normal_(net.transition.weight.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)
     return net, tables, tokens, times
 

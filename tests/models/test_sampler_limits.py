@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import torch
 
-from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.models.artifact import build_network
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.sampler import sample_batch
@@ -41,6 +41,8 @@ def _sample(doc: dict, n: int = 300):
     vocab = build_vocabulary(parse_schema(doc))
     torch.manual_seed(0)
     net = build_network(vocab, TINY_NET)
+    with torch.no_grad():
+        net.head.bias[EOS] += 3.0  # a network eager to end records
     sampled = sample_batch(
         net,
         vocab,
@@ -56,7 +58,7 @@ def _sample(doc: dict, n: int = 300):
 def test_untrained_sampler_honours_min_events_total():
     doc = copy.deepcopy(small_schema().raw)
     free = _sample(doc)
-    assert (free < 3).sum() > 10  # a random network sometimes ends a record early
+    assert (free < 3).sum() > 50  # it ends many records early when nothing stops it
     doc["limits"]["min_events_total"] = 3
     bound = _sample(doc)
     assert bound.min() >= 3

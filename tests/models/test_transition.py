@@ -1,0 +1,183 @@
+"""The transition bias: its index is right, sampling feeds what training computes, it learns
+persistence, and old configs load without it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medsynth.cohort import Cohort
+from medsynth.encoding.encode import encode_cohort
+from medsynth.encoding.vocabulary import EOS, build_vocabulary
+from medsynth.errors import DataError
+from medsynth.models.artifact import build_network
+from medsynth.models.conditions import resolve_conditions
+from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
+from medsynth.models.network import NetworkConfig, latest_values
+from medsynth.models.sampler import sample_batch
+from medsynth.simulate import simulate
+from tests.models.conftest import TINY_NET
+
+STEPS = 2
+NET = dataclasses.replace(TINY_NET, transition_steps=STEPS)
+
+
+def _random_weights(net) -> None:
+    torch.manual_seed(3)
+    torch.nn.init.normal_(net.transition.weight.weight, std=1.0)
+
+
+def test_latest_values_forward_fills_each_channel(small):
+    vocab = build_vocabulary(small)
+    a, b = vocab.value_first["systolic_bp"], vocab.value_first["glucose"]
+    seq = torch.tensor([[1, 2, a + 3, b + 1, a + 5, 2]])  # 1, 2: tokens that are not values
+    got = latest_values(seq, torch.as_tensor(vocab.token_channel), len(small.channels))[0]
+    sbp, glu = small.channel_names.index("systolic_bp"), small.channel_names.index("glucose")
+    assert got[:, sbp].tolist() == [-1, -1, a + 3, a + 3, a + 5, a + 5]
+    assert got[:, glu].tolist() == [-1, -1, -1, b + 1, b + 1, b + 1]
+
+
+def test_bias_is_the_weight_of_channel_and_clamped_step(small):
+    vocab = build_vocabulary(small)
+    net = build_network(vocab, NET)
+    _random_weights(net)
+    t = net.transition
+    n_ch, width = len(small.channels), 2 * STEPS + 2
+    sbp = small.channel_names.index("systolic_bp")
+    first, n_bins = vocab.value_first["systolic_bp"], len(vocab.value_edges["systolic_bp"]) - 1
+    latest = torch.full((1, n_ch), -1)
+    latest[0, sbp] = first + 4  # last systolic value in bin 4; the other channels unseen
+    bias = t(latest)[0]
+    w = t.weight.weight[:, 0].detach()
+    for k in range(n_bins):
+        step = min(max(k - 4, -STEPS), STEPS) + STEPS
+        assert bias[first + k - vocab.value_start] == w[sbp * width + step]
+    for c, name in enumerate(small.channel_names):
+        if c != sbp:
+            j = vocab.value_first[name] - vocab.value_start
+            assert bias[j] == w[c * width + width - 1]  # "unseen"
+
+
+def test_cached_steps_equal_the_full_forward_pass(small):
+    vocab = build_vocabulary(small)
+    torch.manual_seed(0)
+    net = build_network(vocab, NET).eval()
+    _random_weights(net)
+    enc = encode_cohort(vocab, simulate(small, 5, random_state=0))
+    batch = make_batch(
+        GrammarTables.build(vocab), torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
+    )
+    latest = latest_values(batch.inputs, torch.as_tensor(vocab.token_channel), 3)
+    with torch.no_grad():
+        full = net(batch.inputs, batch.slots, batch.times)
+        plain = dataclasses.replace(NET, transition_steps=0)
+        assert not torch.allclose(full, _without_bias(net, plain, batch))  # the bias is live
+    cache: list = []
+    steps = [
+        net.step(
+            batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache, None, latest[:, i]
+        )
+        for i in range(batch.inputs.shape[1])
+    ]
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(DataError, match="latest"):
+        net.step(batch.inputs[:, 0], batch.slots[:, 0], batch.times[:, 0], 0, [])
+
+
+def _without_bias(net, plain_config, batch) -> torch.Tensor:
+    saved = net.config
+    net.config = plain_config
+    try:
+        return net(batch.inputs, batch.slots, batch.times)
+    finally:
+        net.config = saved
+
+
+class Recorder(torch.nn.Module):
+    """Passes every sampling step to a network and records its tokens and `latest`."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.tokens: list[torch.Tensor] = []
+        self.latest: list[torch.Tensor] = []
+
+    def step(self, tokens, slots, times, position, cache, memory=None, latest=None):
+        self.tokens.append(tokens.clone())
+        self.latest.append(latest.clone())
+        return self.net.step(tokens, slots, times, position, cache, memory, latest)
+
+
+def test_sampler_feeds_what_training_computes(small):
+    vocab = build_vocabulary(small)
+    torch.manual_seed(1)
+    net = build_network(vocab, NET)
+    _random_weights(net)
+    rec = Recorder(net)
+    sample_batch(
+        rec,
+        vocab,
+        16,
+        plan=resolve_conditions(vocab, None),
+        generator=torch.Generator().manual_seed(0),
+        rng=np.random.default_rng(0),
+        device=torch.device("cpu"),
+    )
+    tokens = torch.stack(rec.tokens, dim=1)
+    fed = torch.stack(rec.latest, dim=1)
+    assert (fed >= 0).sum() > 0
+    expected = latest_values(tokens, torch.as_tensor(vocab.token_channel), 3)
+    ended = (tokens == EOS).long().cumsum(dim=1)
+    live = (ended == 0) | ((ended == 1) & (tokens == EOS))
+    assert torch.equal(fed[live], expected[live])
+
+
+def _persistent_cohort(schema, n: int) -> Cohort:
+    """Each patient holds one systolic level (drawn per patient) at three visits."""
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(n)]
+    level = rng.uniform(95, 175, n)
+    events = pd.DataFrame(
+        {
+            "patient_id": np.repeat(ids, 3),
+            "time": np.tile([0.0, 100.0, 200.0], n),
+            "channel": "systolic_bp",
+            "value": np.repeat(level, 3).round(0),
+        }
+    )
+    patients = pd.DataFrame({"patient_id": ids, "sex": "female", "age": 50.0})
+    empty = pd.DataFrame({"patient_id": [], "code": [], "onset": []})
+    return Cohort.conform(schema, patients, events, empty)[0]
+
+
+def test_learns_that_values_persist(small):
+    cohort = _persistent_cohort(small, 300)
+    vocab = build_vocabulary(small)
+    torch.manual_seed(0)
+    net = build_network(vocab, NET)
+    fit_nonprivate(
+        net,
+        GrammarTables.build(vocab),
+        encode_cohort(vocab, cohort),
+        epochs=15,
+        batch_size=50,
+        lr=1e-2,
+        shuffle=0.0,
+        seed=0,
+    )
+    sbp, width = small.channel_names.index("systolic_bp"), 2 * STEPS + 2
+    w = net.transition.weight.weight[sbp * width : sbp * width + 2 * STEPS + 1, 0].detach()
+    assert int(w.argmax()) == STEPS  # "same bin as last time" gets the largest weight
+    assert float(w[STEPS] - w[[0, -1]].max()) > 0.3
+
+
+def test_config_field_is_optional_and_checked():
+    assert NetworkConfig.from_dict({"d_model": 32}).transition_steps == 0
+    assert NetworkConfig.from_dict({"transition_steps": 3}).transition_steps == 3
+    for bad in (True, -1, 65, 2.5):
+        with pytest.raises(DataError, match="transition_steps"):
+            NetworkConfig.from_dict({"transition_steps": bad})
