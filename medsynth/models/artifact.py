@@ -57,6 +57,7 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         token_channel=torch.as_tensor(vocab.token_channel),
         token_bin=torch.as_tensor(vocab.token_bin),
         value_first=vocab.value_start,
+        n_prefix=vocab.n_prefix,
     )
 
 

@@ -9,6 +9,9 @@ With ``transition_steps`` above 0, the logit of each value token also gets a lea
 its channel and the step, in bins, from that channel's last value in the record (see
 :class:`TransitionBias`): persistence of a patient's labs becomes a handful of parameters per
 channel, which DP-SGD learns in few steps, instead of an interaction the transformer must find.
+With ``prefix_bias`` on, each value token's logit also gets a learned weight for every
+attribute and condition token of the patient's prefix (summed over the prefix): how a
+diagnosis or an age band shifts each channel's values, as a direct path to the output.
 Telling the network which slot comes next lets training present the prefix in random orders,
 so that at sampling time any set of attributes can be fixed first and the rest drawn
 conditionally (see ``docs/architecture.md``).
@@ -47,8 +50,9 @@ class NetworkConfig:
     ``value_memory``: add a projection of every channel's last value to each input.
     ``transition_steps``: bias each value token's logit by a learned weight for its channel and
     its step in bins from the channel's last value, steps beyond this many bins sharing the end
-    weights (0: off). Both default to off when a stored config lacks them (artifacts made before
-    they existed load unchanged).
+    weights (0: off). ``prefix_bias``: bias each value token's logit by a learned weight for
+    each token of the patient's prefix (attributes and conditions). All three default to off
+    when a stored config lacks them (artifacts made before they existed load unchanged).
     """
 
     d_model: int = 64
@@ -57,6 +61,7 @@ class NetworkConfig:
     d_ff: int = 128
     value_memory: bool = False
     transition_steps: int = 0
+    prefix_bias: bool = False
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -66,19 +71,21 @@ class NetworkConfig:
         unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
-        flag = doc.get("value_memory", False)
-        if not isinstance(flag, bool):
-            raise DataError(
-                f"network config field 'value_memory' must be true or false, got {flag!r}"
-            )
+        flags = {}
+        for name in ("value_memory", "prefix_bias"):
+            flags[name] = doc.get(name, False)
+            if not isinstance(flags[name], bool):
+                raise DataError(
+                    f"network config field {name!r} must be true or false, got {flags[name]!r}"
+                )
         steps = doc.get("transition_steps", 0)
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 64:
             raise DataError(
                 f"network config field 'transition_steps' must be an integer in 0..64, "
                 f"got {steps!r}"
             )
-        sizes = {k: int(v) for k, v in doc.items() if k != "value_memory"}
-        return cls(**sizes, value_memory=flag)
+        sizes = {k: int(v) for k, v in doc.items() if k not in flags}
+        return cls(**sizes, **flags)
 
 
 def memory_width(n_channels: int, n_value_tokens: int) -> int:
@@ -232,6 +239,7 @@ class PatientNetwork(nn.Module):
         token_channel: torch.Tensor | None = None,
         token_bin: torch.Tensor | None = None,
         value_first: int = 0,
+        n_prefix: int = 0,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -254,6 +262,14 @@ class PatientNetwork(nn.Module):
             self.transition = TransitionBias(
                 token_channel, token_bin, value_first, self.n_channels, config.transition_steps
             )
+        if config.prefix_bias:
+            if not 0 < value_first < vocab_size:
+                raise DataError("prefix_bias needs a schema with at least one channel")
+            # One row of value-token weights per token id below the value tokens (only the
+            # attribute and condition tokens of the prefix are ever looked up), zero at start.
+            self.n_prefix, self.value_first = int(n_prefix), int(value_first)
+            self.prefix_weights = nn.Embedding(value_first, vocab_size - value_first)
+            nn.init.zeros_(self.prefix_weights.weight)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -301,7 +317,20 @@ class PatientNetwork(nn.Module):
             t = self.transition
             latest = latest_values(tokens, t.token_channel, self.n_channels)
             logits = self._add_transition(logits, latest)
+        if self.config.prefix_bias:
+            # Value tokens come after the whole prefix (inside it the grammar masks them), so
+            # every position that may hold a value sees the complete prefix.
+            logits = self._add_prefix(logits, tokens[:, 1 : 1 + self.n_prefix])
         return logits
+
+    def _add_prefix(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Add the summed value-token weights of ``prefix`` (``[b, n_prefix]`` token ids)."""
+        # contiguous: Opacus' ghost norm of nn.Embedding views its input
+        bias = self.prefix_weights(prefix.contiguous()).sum(dim=1)  # [b, n_values]
+        if logits.dim() == 3:
+            bias = bias[:, None, :]
+        first = self.value_first
+        return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
 
     def _add_transition(self, logits: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
         first = self.transition.value_first
@@ -318,12 +347,15 @@ class PatientNetwork(nn.Module):
         cache: list[list[torch.Tensor]],
         memory: torch.Tensor | None = None,
         latest: torch.Tensor | None = None,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
 
         ``memory`` is ``[b, memory_width]``, the value memory at this position; ``latest`` is
         ``[b, n_channels]``, :func:`latest_values` at this position (read only with
-        ``transition_steps``).
+        ``transition_steps``). ``prefix`` is ``[b, n_prefix]``, the patient's prefix tokens
+        (read only with ``prefix_bias``, and only once the prefix is complete: before that, value
+        tokens are masked anyway).
         """
         if not cache:
             cache.extend([] for _ in self.blocks)
@@ -336,6 +368,8 @@ class PatientNetwork(nn.Module):
             if latest is None:
                 raise DataError("this network reads each channel's last value; pass `latest`")
             logits = self._add_transition(logits, latest)
+        if self.config.prefix_bias and prefix is not None:
+            logits = self._add_prefix(logits, prefix)
         return logits
 
 

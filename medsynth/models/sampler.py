@@ -148,12 +148,20 @@ def _sample_events(
     now = np.zeros(n)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     rows, times, chans, bins = [], [], [], []
+    prefix_t = torch.as_tensor(prefix, device=device)  # complete: read by prefix_bias networks
     eos_only = torch.zeros(vocab.size, dtype=torch.bool, device=device)
     eos_only[EOS] = True
     while position < vocab.max_len - 1 and not bool(done.all()):
         now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
         logits = net.step(
-            token, event_slot, now_t, position, cache, memory.features(), memory.latest_ids()
+            token,
+            event_slot,
+            now_t,
+            position,
+            cache,
+            memory.features(),
+            memory.latest_ids(),
+            prefix_t,
         )
         allowed = follow[token] & base
         # A channel may start only if everything it commits to (its whole measurement group)

@@ -22,8 +22,13 @@ from tests.models.conftest import TINY_NET, small_schema
 N = 6  # patients in the batch; the data loader below has N items and 1 step: expected batch N
 
 
-# The plain network, and one with the transition bias (an nn.Embedding fed [b, t, values]).
-NETWORKS = {"plain": TINY_NET, "transition": dataclasses.replace(TINY_NET, transition_steps=2)}
+# The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]) and one
+# with the prefix bias (an nn.Embedding fed [b, n_prefix]).
+NETWORKS = {
+    "plain": TINY_NET,
+    "transition": dataclasses.replace(TINY_NET, transition_steps=2),
+    "prefix": dataclasses.replace(TINY_NET, prefix_bias=True),
+}
 
 
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
@@ -36,6 +41,8 @@ def setup(request):
     net = build_network(vocab, NETWORKS[request.param])
     if request.param == "transition":  # start away from 0 so every weight has a gradient
         torch.nn.init.normal_(net.transition.weight.weight, std=0.5)
+    if request.param == "prefix":
+        torch.nn.init.normal_(net.prefix_weights.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)
     return net, tables, tokens, times
 

@@ -106,10 +106,10 @@ class Recorder(torch.nn.Module):
         self.tokens: list[torch.Tensor] = []
         self.latest: list[torch.Tensor] = []
 
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None):
+    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
         self.tokens.append(tokens.clone())
         self.latest.append(latest.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest)
+        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
 
 
 def test_sampler_feeds_what_training_computes(small):

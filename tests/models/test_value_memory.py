@@ -84,10 +84,10 @@ class Recorder(torch.nn.Module):
         self.tokens: list[torch.Tensor] = []
         self.memory: list[torch.Tensor] = []
 
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None):
+    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
         self.tokens.append(tokens.clone())
         self.memory.append(memory.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest)
+        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
 
 
 def test_sampler_memory_equals_training_features(small):

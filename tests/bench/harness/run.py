@@ -286,7 +286,7 @@ SPEED_SCRIPTS = {
         "--rounds",
         "2",
         "--modes",
-        "hooks",
+        "ew,hooks",  # the default mode (ew) first, then the next fastest
         "--threads",
         "1",
     ],

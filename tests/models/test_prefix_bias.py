@@ -1,0 +1,127 @@
+"""The prefix bias: sampling sees what training computes, it learns how a condition shifts a
+channel, and old configs load without it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medsynth.cohort import Cohort
+from medsynth.encoding.encode import encode_cohort
+from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.errors import DataError
+from medsynth.models.artifact import build_network
+from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
+from medsynth.models.network import NetworkConfig
+from medsynth.simulate import simulate
+from tests.models.conftest import TINY_NET
+
+NET = dataclasses.replace(TINY_NET, prefix_bias=True)
+
+
+def test_cached_steps_equal_the_full_forward_pass_after_the_prefix(small):
+    vocab = build_vocabulary(small)
+    torch.manual_seed(0)
+    net = build_network(vocab, NET).eval()
+    torch.nn.init.normal_(net.prefix_weights.weight, std=1.0)
+    enc = encode_cohort(vocab, simulate(small, 5, random_state=0))
+    batch = make_batch(
+        GrammarTables.build(vocab), torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
+    )
+    prefix = batch.inputs[:, 1 : 1 + vocab.n_prefix]
+    with torch.no_grad():
+        full = net(batch.inputs, batch.slots, batch.times)
+        net.config = TINY_NET
+        plain = net(batch.inputs, batch.slots, batch.times)
+        net.config = NET
+    assert not torch.allclose(full, plain)  # the bias is live
+    cache: list = []
+    steps = [
+        net.step(batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache, prefix=prefix)
+        for i in range(batch.inputs.shape[1])
+    ]
+    after = slice(vocab.n_prefix, None)  # from the position after the last prefix token on
+    torch.testing.assert_close(torch.stack(steps, dim=1)[:, after], full[:, after])
+
+
+def _cohort_where_a_condition_raises_glucose(schema, n: int) -> Cohort:
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(n)]
+    diabetic = rng.random(n) < 0.5
+    glucose = np.where(diabetic, rng.uniform(180, 260, n), rng.uniform(75, 95, n)).round(0)
+    events = pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "glucose", "value": glucose})
+    patients = pd.DataFrame({"patient_id": ids, "sex": "female", "age": 50.0})
+    cond = pd.DataFrame({"patient_id": np.array(ids)[diabetic], "code": "44054006", "onset": 0.0})
+    return Cohort.conform(schema, patients, events, cond)[0]
+
+
+def test_learns_how_a_condition_shifts_a_channel(small):
+    cohort = _cohort_where_a_condition_raises_glucose(small, 300)
+    vocab = build_vocabulary(small)
+    torch.manual_seed(0)
+    net = build_network(vocab, NET)
+    fit_nonprivate(
+        net,
+        GrammarTables.build(vocab),
+        encode_cohort(vocab, cohort),
+        epochs=15,
+        batch_size=50,
+        lr=1e-2,
+        shuffle=0.0,
+        seed=0,
+    )
+    slot = next(s for s in vocab.slots if s.kind == "condition" and s.name.endswith("44054006"))
+    absent, onset0 = slot.first, slot.first + 1  # "absent", then "at start"
+    edges = vocab.value_edges["glucose"]
+    first = vocab.value_first["glucose"] - vocab.value_start
+    high = first + int(np.searchsorted(edges, 200.0, side="right")) - 1
+    w = net.prefix_weights.weight.detach()
+    # high glucose is favoured by "diabetes at start" over "no diabetes"
+    assert float(w[onset0, high] - w[absent, high]) > 0.3
+
+
+def test_config_field_is_optional_and_checked():
+    assert NetworkConfig.from_dict({"d_model": 32}).prefix_bias is False
+    assert NetworkConfig.from_dict({"prefix_bias": True}).prefix_bias is True
+    with pytest.raises(DataError, match="prefix_bias"):
+        NetworkConfig.from_dict({"prefix_bias": 1})
+
+
+class Recorder(torch.nn.Module):
+    """Passes every sampling step to a network and records its tokens and `prefix`."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.tokens: list[torch.Tensor] = []
+        self.prefix: list[torch.Tensor | None] = []
+
+    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
+        self.tokens.append(tokens.clone())
+        self.prefix.append(None if prefix is None else prefix.clone())
+        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
+
+
+def test_sampler_passes_the_drawn_prefix_at_every_event_step(small):
+    from medsynth.models.conditions import resolve_conditions
+    from medsynth.models.sampler import sample_batch
+
+    vocab = build_vocabulary(small)
+    torch.manual_seed(1)
+    rec = Recorder(build_network(vocab, NET))
+    sample_batch(
+        rec,
+        vocab,
+        8,
+        plan=resolve_conditions(vocab, None),
+        generator=torch.Generator().manual_seed(0),
+        rng=np.random.default_rng(0),
+        device=torch.device("cpu"),
+    )
+    drawn = torch.stack(rec.tokens, dim=1)[:, 1 : 1 + vocab.n_prefix]  # in schema order here
+    events = rec.prefix[vocab.n_prefix :]
+    assert events and all(p is not None and torch.equal(p, drawn) for p in events)
