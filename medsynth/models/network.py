@@ -50,9 +50,9 @@ class NetworkConfig:
     ``value_memory``: add a projection of every channel's last value to each input.
     ``transition_steps``: bias each value token's logit by a learned weight for its channel and
     its step in bins from the channel's last value, steps beyond this many bins sharing the end
-    weights (0: off). ``prefix_bias``: bias each value token's logit by a learned weight for
-    each token of the patient's prefix (attributes and conditions). All three default to off
-    when a stored config lacks them (artifacts made before they existed load unchanged).
+    weights (0: off; default 2). ``prefix_bias``: bias each value token's logit by a learned
+    weight for each token of the patient's prefix (attributes and conditions). All three are
+    off when a stored config lacks them (artifacts made before they existed load unchanged).
     """
 
     d_model: int = 64
@@ -60,7 +60,7 @@ class NetworkConfig:
     n_heads: int = 4
     d_ff: int = 128
     value_memory: bool = False
-    transition_steps: int = 0
+    transition_steps: int = 2
     prefix_bias: bool = False
 
     def to_dict(self) -> dict[str, int | bool]:
@@ -84,8 +84,9 @@ class NetworkConfig:
                 f"network config field 'transition_steps' must be an integer in 0..64, "
                 f"got {steps!r}"
             )
-        sizes = {k: int(v) for k, v in doc.items() if k not in flags}
-        return cls(**sizes, **flags)
+        sizes = {k: int(v) for k, v in doc.items() if k not in flags and k != "transition_steps"}
+        # A stored config without the field predates the bias: off, whatever today's default.
+        return cls(**sizes, **flags, transition_steps=steps)
 
 
 def memory_width(n_channels: int, n_value_tokens: int) -> int:

@@ -10,7 +10,7 @@ from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.models.artifact import build_network
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, make_batch, sequence_log_likelihood
-from medsynth.models.network import NetworkConfig
+from medsynth.models.network import NetworkConfig, latest_values
 from medsynth.models.sampler import sample_batch
 from medsynth.simulate import simulate
 from tests.models.conftest import TINY_NET
@@ -25,9 +25,12 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     batch = make_batch(tables, torch.from_numpy(enc.tokens), torch.from_numpy(enc.times))
     with torch.no_grad():
         full = net(batch.inputs, batch.slots, batch.times)
+    latest = latest_values(batch.inputs, tables.token_channel, tables.n_channels)
     cache: list = []
     steps = [
-        net.step(batch.inputs[:, t], batch.slots[:, t], batch.times[:, t], t, cache)
+        net.step(
+            batch.inputs[:, t], batch.slots[:, t], batch.times[:, t], t, cache, None, latest[:, t]
+        )
         for t in range(batch.inputs.shape[1])
     ]
     torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
