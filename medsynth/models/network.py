@@ -9,7 +9,7 @@ With ``transition_steps`` above 0, the logit of each value token also gets a lea
 its channel and the step, in bins, from that channel's last value in the record (see
 :class:`TransitionBias`): persistence of a patient's labs becomes a handful of parameters per
 channel, which DP-SGD learns in few steps, instead of an interaction the transformer must find.
-With ``prefix_bias`` on, each value token's logit also gets a learned weight for every
+With ``prefix_bias`` on (the default), each value token's logit also gets a learned weight for every
 attribute and condition token of the patient's prefix (summed over the prefix): how a
 diagnosis or an age band shifts each channel's values, as a direct path to the output.
 Telling the network which slot comes next lets training present the prefix in random orders,
@@ -50,9 +50,12 @@ class NetworkConfig:
     ``value_memory``: add a projection of every channel's last value to each input.
     ``transition_steps``: bias each value token's logit by a learned weight for its channel and
     its step in bins from the channel's last value, steps beyond this many bins sharing the end
-    weights (0: off; default 2). ``prefix_bias``: bias each value token's logit by a learned
-    weight for each token of the patient's prefix (attributes and conditions). All three are
-    off when a stored config lacks them (artifacts made before they existed load unchanged).
+    weights (0: off; default 2), times ``transition_scale``. ``prefix_bias`` (default on): bias
+    each value token's logit by a learned weight for each token of the patient's prefix
+    (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
+    The three parts are off, and the scales 1, when a stored config lacks them (artifacts made
+    before they existed load unchanged). The defaults come from three-seed benchmark runs
+    (``docs/benchmarks.md``).
     """
 
     d_model: int = 64
@@ -61,7 +64,9 @@ class NetworkConfig:
     d_ff: int = 128
     value_memory: bool = False
     transition_steps: int = 2
-    prefix_bias: bool = False
+    transition_scale: float = 10.0
+    prefix_bias: bool = True
+    prefix_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -84,9 +89,18 @@ class NetworkConfig:
                 f"network config field 'transition_steps' must be an integer in 0..64, "
                 f"got {steps!r}"
             )
-        sizes = {k: int(v) for k, v in doc.items() if k not in flags and k != "transition_steps"}
+        scales = {}
+        for name in ("prefix_scale", "transition_scale"):
+            scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+                raise DataError(
+                    f"network config field {name!r} must be a number > 0, got {scale!r}"
+                )
+            scales[name] = float(scale)
+        special = {*flags, *scales, "transition_steps"}
+        sizes = {k: int(v) for k, v in doc.items() if k not in special}
         # A stored config without the field predates the bias: off, whatever today's default.
-        return cls(**sizes, **flags, transition_steps=steps)
+        return cls(**sizes, **flags, **scales, transition_steps=steps)
 
 
 def memory_width(n_channels: int, n_value_tokens: int) -> int:
@@ -151,9 +165,10 @@ class TransitionBias(nn.Module):
     in bin ``j``, the bias is the weight of ``(c, clamp(k - j, -steps, steps))``; while ``c`` is
     unseen, the weight of ``(c, unseen)``. The weights are one ``nn.Embedding`` column (Opacus
     computes its per-sample gradients), initialised at 0 so that a new network starts as if
-    the bias were absent. Bins are ranks inside a channel (its public edges, finer near the
-    normal range), so a step of one bin is a small clinical change there and a large one in the
-    tails.
+    the bias were absent, and multiplied by ``scale``: a reparametrisation that gives them
+    ``scale`` times the gradient, hence a larger share of each patient's clipped gradient norm
+    under DP-SGD. Bins are ranks inside a channel (its public edges, finer near the normal
+    range), so a step of one bin is a small clinical change there and a large one in the tails.
     """
 
     def __init__(
@@ -163,9 +178,10 @@ class TransitionBias(nn.Module):
         value_first: int,
         n_channels: int,
         steps: int,
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.steps, self.value_first = int(steps), int(value_first)
+        self.steps, self.value_first, self.scale = int(steps), int(value_first), float(scale)
         self.register_buffer("token_channel", token_channel.clone(), persistent=False)
         self.register_buffer("token_bin", token_bin.clone(), persistent=False)
         self.weight = nn.Embedding(n_channels * (2 * self.steps + 2), 1)
@@ -180,7 +196,7 @@ class TransitionBias(nn.Module):
         last_bin = self.token_bin[last.clamp(min=0)]
         step = (target - last_bin).clamp(-self.steps, self.steps) + self.steps
         step = torch.where(last >= 0, step, torch.full_like(step, 2 * self.steps + 1))
-        return self.weight(chan * (2 * self.steps + 2) + step)[..., 0]
+        return self.scale * self.weight(chan * (2 * self.steps + 2) + step)[..., 0]
 
 
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -261,7 +277,12 @@ class PatientNetwork(nn.Module):
                 raise DataError("transition_steps needs a schema with at least one channel")
             self.n_channels = int(token_channel.max()) + 1
             self.transition = TransitionBias(
-                token_channel, token_bin, value_first, self.n_channels, config.transition_steps
+                token_channel,
+                token_bin,
+                value_first,
+                self.n_channels,
+                config.transition_steps,
+                config.transition_scale,
             )
         if config.prefix_bias:
             if not 0 < value_first < vocab_size:
@@ -325,9 +346,15 @@ class PatientNetwork(nn.Module):
         return logits
 
     def _add_prefix(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-        """Add the summed value-token weights of ``prefix`` (``[b, n_prefix]`` token ids)."""
+        """Add the summed value-token weights of ``prefix`` (``[b, n_prefix]`` token ids).
+
+        The weights enter multiplied by ``prefix_scale``: a reparametrisation that gives them
+        ``prefix_scale`` times the gradient, hence a larger share of each patient's clipped
+        gradient norm under DP-SGD, and with Adam a step that many times larger in logit units.
+        """
         # contiguous: Opacus' ghost norm of nn.Embedding views its input
-        bias = self.prefix_weights(prefix.contiguous()).sum(dim=1)  # [b, n_values]
+        weights = self.prefix_weights(prefix.contiguous()).sum(dim=1)  # [b, n_values]
+        bias = self.config.prefix_scale * weights
         if logits.dim() == 3:
             bias = bias[:, None, :]
         first = self.value_first

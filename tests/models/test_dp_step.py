@@ -25,8 +25,8 @@ N = 6  # patients in the batch; the data loader below has N items and 1 step: ex
 # The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]) and one
 # with the prefix bias (an nn.Embedding fed [b, n_prefix]).
 NETWORKS = {
-    "plain": dataclasses.replace(TINY_NET, transition_steps=0),
-    "transition": dataclasses.replace(TINY_NET, transition_steps=2),
+    "plain": dataclasses.replace(TINY_NET, transition_steps=0, prefix_bias=False),
+    "transition": dataclasses.replace(TINY_NET, transition_steps=2, prefix_bias=False),
     "prefix": dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0),
 }
 

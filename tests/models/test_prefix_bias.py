@@ -79,7 +79,7 @@ def test_learns_how_a_condition_shifts_a_channel(small):
     edges = vocab.value_edges["glucose"]
     first = vocab.value_first["glucose"] - vocab.value_start
     high = first + int(np.searchsorted(edges, 200.0, side="right")) - 1
-    w = net.prefix_weights.weight.detach()
+    w = net.config.prefix_scale * net.prefix_weights.weight.detach()  # in logit units
     # high glucose is favoured by "diabetes at start" over "no diabetes"
     assert float(w[onset0, high] - w[absent, high]) > 0.3
 
@@ -87,8 +87,27 @@ def test_learns_how_a_condition_shifts_a_channel(small):
 def test_config_field_is_optional_and_checked():
     assert NetworkConfig.from_dict({"d_model": 32}).prefix_bias is False
     assert NetworkConfig.from_dict({"prefix_bias": True}).prefix_bias is True
+    # configs stored before the scale existed were trained at scale 1
+    assert NetworkConfig.from_dict({"prefix_bias": True}).prefix_scale == 1.0
+    assert NetworkConfig.from_dict({"prefix_scale": 4}).prefix_scale == 4.0
     with pytest.raises(DataError, match="prefix_bias"):
         NetworkConfig.from_dict({"prefix_bias": 1})
+    for bad in (0, -1.0, True, "10"):
+        with pytest.raises(DataError, match="prefix_scale"):
+            NetworkConfig.from_dict({"prefix_scale": bad})
+
+
+def test_bias_is_the_scaled_sum_of_the_prefix_rows(small):
+    vocab = build_vocabulary(small)
+    net = build_network(vocab, dataclasses.replace(NET, prefix_scale=3.0))
+    torch.nn.init.normal_(net.prefix_weights.weight, std=1.0)
+    prefix = torch.tensor([[3, 7, 23, 33]])  # a token of each prefix slot
+    logits = torch.zeros(1, vocab.size)
+    got = net._add_prefix(logits, prefix)[0]
+    w = net.prefix_weights.weight.detach()
+    expected = 3.0 * w[[3, 7, 23, 33]].sum(dim=0)
+    torch.testing.assert_close(got[vocab.value_start :], expected)
+    assert (got[: vocab.value_start] == 0).all()
 
 
 class Recorder(torch.nn.Module):

@@ -23,7 +23,8 @@ from medsynth.simulate import simulate
 from tests.models.conftest import TINY_NET
 
 STEPS = 2
-NET = dataclasses.replace(TINY_NET, transition_steps=STEPS)
+# Scale 1 and no prefix bias, so the weights read directly as logits.
+NET = dataclasses.replace(TINY_NET, transition_steps=STEPS, transition_scale=1.0, prefix_bias=False)
 
 
 def _random_weights(net) -> None:
@@ -181,3 +182,17 @@ def test_config_field_is_optional_and_checked():
     for bad in (True, -1, 65, 2.5):
         with pytest.raises(DataError, match="transition_steps"):
             NetworkConfig.from_dict({"transition_steps": bad})
+
+
+def test_scale_multiplies_the_bias_and_old_configs_read_as_scale_one(small):
+    vocab = build_vocabulary(small)
+    plain = build_network(vocab, NET)
+    scaled = build_network(vocab, dataclasses.replace(NET, transition_scale=4.0))
+    _random_weights(plain)
+    scaled.transition.weight.load_state_dict(plain.transition.weight.state_dict())
+    latest = torch.full((1, len(small.channels)), -1)
+    latest[0, 0] = vocab.value_first[small.channel_names[0]] + 2
+    torch.testing.assert_close(scaled.transition(latest), 4.0 * plain.transition(latest))
+    assert NetworkConfig.from_dict({"transition_steps": 2}).transition_scale == 1.0
+    with pytest.raises(DataError, match="transition_scale"):
+        NetworkConfig.from_dict({"transition_scale": 0})
