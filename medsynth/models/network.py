@@ -163,8 +163,8 @@ class TransitionBias(nn.Module):
 
     For value token ``v`` of channel ``c`` and bin ``k``, where ``c``'s latest value so far lies
     in bin ``j``, the bias is the weight of ``(c, clamp(k - j, -steps, steps))``; while ``c`` is
-    unseen, the weight of ``(c, unseen)``. The weights are one ``nn.Embedding`` column (Opacus
-    computes its per-sample gradients), initialised at 0 so that a new network starts as if
+    unseen, the weight of ``(c, unseen)``. The weights are one ``nn.Embedding`` row per channel
+    (Opacus computes its per-sample gradients), initialised at 0 so that a new network starts as if
     the bias were absent, and multiplied by ``scale``: a reparametrisation that gives them
     ``scale`` times the gradient, hence a larger share of each patient's clipped gradient norm
     under DP-SGD. Bins are ranks inside a channel (its public edges, finer near the normal
@@ -184,7 +184,12 @@ class TransitionBias(nn.Module):
         self.steps, self.value_first, self.scale = int(steps), int(value_first), float(scale)
         self.register_buffer("token_channel", token_channel.clone(), persistent=False)
         self.register_buffer("token_bin", token_bin.clone(), persistent=False)
-        self.weight = nn.Embedding(n_channels * (2 * self.steps + 2), 1)
+        self.n_channels = int(n_channels)
+        # One row of 2 * steps + 2 weights per channel. The rows are looked up per patient
+        # ([b, n_channels], cheap) and the biases gathered from that activation: an embedding
+        # fed one index per (position, value token) would cost a sort of b * t * values indices
+        # in its backward pass.
+        self.weight = nn.Embedding(self.n_channels, 2 * self.steps + 2)
         nn.init.zeros_(self.weight.weight)
 
     def forward(self, latest: torch.Tensor) -> torch.Tensor:
@@ -196,7 +201,12 @@ class TransitionBias(nn.Module):
         last_bin = self.token_bin[last.clamp(min=0)]
         step = (target - last_bin).clamp(-self.steps, self.steps) + self.steps
         step = torch.where(last >= 0, step, torch.full_like(step, 2 * self.steps + 1))
-        return self.scale * self.weight(chan * (2 * self.steps + 2) + step)[..., 0]
+        b = latest.shape[0]
+        ids = torch.arange(self.n_channels, device=latest.device).expand(b, -1).contiguous()
+        rows = self.weight(ids).reshape(b, -1)  # [b, n_channels * (2 * steps + 2)]
+        index = chan * (2 * self.steps + 2) + step  # [b, ..., Vv]
+        bias = rows.gather(1, index.reshape(b, -1)).reshape(index.shape)
+        return self.scale * bias
 
 
 def _sinusoid(length: int, dim: int) -> torch.Tensor:

@@ -53,7 +53,7 @@ def test_bias_is_the_weight_of_channel_and_clamped_step(small):
     latest = torch.full((1, n_ch), -1)
     latest[0, sbp] = first + 4  # last systolic value in bin 4; the other channels unseen
     bias = t(latest)[0]
-    w = t.weight.weight[:, 0].detach()
+    w = t.weight.weight.detach().reshape(-1)  # channel-major: c * width + step
     for k in range(n_bins):
         step = min(max(k - 4, -STEPS), STEPS) + STEPS
         assert bias[first + k - vocab.value_start] == w[sbp * width + step]
@@ -170,8 +170,8 @@ def test_learns_that_values_persist(small):
         shuffle=0.0,
         seed=0,
     )
-    sbp, width = small.channel_names.index("systolic_bp"), 2 * STEPS + 2
-    w = net.transition.weight.weight[sbp * width : sbp * width + 2 * STEPS + 1, 0].detach()
+    sbp = small.channel_names.index("systolic_bp")
+    w = net.transition.weight.weight[sbp, : 2 * STEPS + 1].detach()
     assert int(w.argmax()) == STEPS  # "same bin as last time" gets the largest weight
     assert float(w[STEPS] - w[[0, -1]].max()) > 0.3
 
