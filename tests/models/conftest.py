@@ -14,9 +14,11 @@ from medsynth.cohort import Cohort
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.models.artifact import build_network, save_artifact
+from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, fit_nonprivate
 from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import TrainConfig
+from medsynth.models.sampler import sample_batch
 from medsynth.privacy.training import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
@@ -153,3 +155,36 @@ def fitted(small_cohort, tmp_path_factory):
         privacy={"epsilon": float("inf"), "delta": 0.0, "note": "not private"},
     )
     return path
+
+
+class Recorder(torch.nn.Module):
+    """Passes every sampling step to a network and records what the sampler fed it."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.tokens: list[torch.Tensor] = []
+        self.memory: list[torch.Tensor | None] = []
+        self.latest: list[torch.Tensor | None] = []
+        self.prefix: list[torch.Tensor | None] = []
+
+    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
+        self.tokens.append(tokens.clone())
+        for seen, fed in ((self.memory, memory), (self.latest, latest), (self.prefix, prefix)):
+            seen.append(None if fed is None else fed.clone())
+        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
+
+
+def record_sampling(net: torch.nn.Module, vocab, n: int) -> Recorder:
+    """Draw ``n`` patients from ``net`` (seeded, unconditioned) through a :class:`Recorder`."""
+    rec = Recorder(net)
+    sample_batch(
+        rec,
+        vocab,
+        n,
+        plan=resolve_conditions(vocab, None),
+        generator=torch.Generator().manual_seed(0),
+        rng=np.random.default_rng(0),
+        device=torch.device("cpu"),
+    )
+    return rec

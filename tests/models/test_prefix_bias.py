@@ -18,7 +18,7 @@ from medsynth.models.artifact import build_network
 from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
 from medsynth.models.network import NetworkConfig
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET
+from tests.models.conftest import TINY_NET, record_sampling
 
 NET = dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0)
 
@@ -110,37 +110,10 @@ def test_bias_is_the_scaled_sum_of_the_prefix_rows(small):
     assert (got[: vocab.value_start] == 0).all()
 
 
-class Recorder(torch.nn.Module):
-    """Passes every sampling step to a network and records its tokens and `prefix`."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.tokens: list[torch.Tensor] = []
-        self.prefix: list[torch.Tensor | None] = []
-
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
-        self.tokens.append(tokens.clone())
-        self.prefix.append(None if prefix is None else prefix.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
-
-
 def test_sampler_passes_the_drawn_prefix_at_every_event_step(small):
-    from medsynth.models.conditions import resolve_conditions
-    from medsynth.models.sampler import sample_batch
-
     vocab = build_vocabulary(small)
     torch.manual_seed(1)
-    rec = Recorder(build_network(vocab, NET))
-    sample_batch(
-        rec,
-        vocab,
-        8,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        device=torch.device("cpu"),
-    )
+    rec = record_sampling(build_network(vocab, NET), vocab, 8)
     drawn = torch.stack(rec.tokens, dim=1)[:, 1 : 1 + vocab.n_prefix]  # in schema order here
     events = rec.prefix[vocab.n_prefix :]
     assert events and all(p is not None and torch.equal(p, drawn) for p in events)

@@ -15,12 +15,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
 from medsynth.models.network import NetworkConfig, latest_values
-from medsynth.models.sampler import sample_batch
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET
+from tests.models.conftest import TINY_NET, record_sampling
 
 STEPS = 2
 # Scale 1 and no prefix bias, so the weights read directly as logits.
@@ -98,36 +96,12 @@ def _without_bias(net, plain_config, batch) -> torch.Tensor:
         net.config = saved
 
 
-class Recorder(torch.nn.Module):
-    """Passes every sampling step to a network and records its tokens and `latest`."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.tokens: list[torch.Tensor] = []
-        self.latest: list[torch.Tensor] = []
-
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
-        self.tokens.append(tokens.clone())
-        self.latest.append(latest.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
-
-
 def test_sampler_feeds_what_training_computes(small):
     vocab = build_vocabulary(small)
     torch.manual_seed(1)
     net = build_network(vocab, NET)
     _random_weights(net)
-    rec = Recorder(net)
-    sample_batch(
-        rec,
-        vocab,
-        16,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        device=torch.device("cpu"),
-    )
+    rec = record_sampling(net, vocab, 16)
     tokens = torch.stack(rec.tokens, dim=1)
     fed = torch.stack(rec.latest, dim=1)
     assert (fed >= 0).sum() > 0

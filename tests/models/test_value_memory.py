@@ -16,14 +16,12 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import BOS, EOS, PAD, build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network, load_model, save_artifact
-from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, make_batch, patient_losses
 from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import GRAD_SAMPLE_MODES
-from medsynth.models.sampler import sample_batch
 from medsynth.privacy.training import dp_step
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET
+from tests.models.conftest import TINY_NET, record_sampling
 
 MEMORY_NET = dataclasses.replace(TINY_NET, value_memory=True)
 
@@ -75,34 +73,10 @@ def test_scaled_values_are_bin_centres_and_ranks(small):
     assert (vocab.token_value[: vocab.gap_first + vocab.n_gaps] == 0).all()
 
 
-class Recorder(torch.nn.Module):
-    """Passes every sampling step to a network and records its token and value memory."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.tokens: list[torch.Tensor] = []
-        self.memory: list[torch.Tensor] = []
-
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
-        self.tokens.append(tokens.clone())
-        self.memory.append(memory.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
-
-
 def test_sampler_memory_equals_training_features(small):
     vocab = build_vocabulary(small)
     torch.manual_seed(1)
-    rec = Recorder(build_network(vocab, MEMORY_NET))
-    sample_batch(
-        rec,
-        vocab,
-        16,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        device=torch.device("cpu"),
-    )
+    rec = record_sampling(build_network(vocab, MEMORY_NET), vocab, 16)
     tokens = torch.stack(rec.tokens, dim=1)  # the sequences as fed, BOS first
     fed = torch.stack(rec.memory, dim=1)
     assert (tokens == EOS).any(dim=1).sum() > 0  # some rows ended inside the recorded steps
