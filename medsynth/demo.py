@@ -23,7 +23,7 @@ from medsynth.schema import DatasetSchema, load_schema
 
 DEMO_EPSILON = 3.0  # patient-level epsilon of the demo model
 DEMO_HOLDOUT = 0.2  # share of the source patients kept out of training for the audit
-DEMO_PRETRAIN = 1000  # simulated public patients for pretraining (library default: 2000)
+DEMO_PRETRAIN = 1000  # simulated public patients for pretraining (library: 2000 for time series)
 
 
 @dataclass

@@ -48,7 +48,8 @@ DEFAULT_MODE = "ew"
     "--pretrain-patients",
     type=click.IntRange(min=0),
     default=None,
-    help="Simulated public patients for non-private pretraining (0: none).",
+    help="Simulated public patients for non-private pretraining (0: none; default 2000 when "
+    "the schema has repeated measurements per channel, else none).",
 )
 @device_option("train")
 @click.option(

@@ -11,16 +11,25 @@ size; nothing else about the cohort shapes the schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from medsynth.encoding.vocabulary import EncodingConfig
 from medsynth.errors import MedsynthError
 from medsynth.models.network import NetworkConfig
 
-__all__ = ["GRAD_SAMPLE_MODES", "Schedule", "TrainConfig", "plan_schedule"]
+__all__ = [
+    "DEFAULT_PRETRAIN_PATIENTS",
+    "GRAD_SAMPLE_MODES",
+    "Schedule",
+    "TrainConfig",
+    "plan_schedule",
+    "resolve_pretraining",
+]
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+# Simulated public patients for pretraining when the schema describes time series.
+DEFAULT_PRETRAIN_PATIENTS = 2000
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,9 @@ class TrainConfig:
     grad_sample_mode: str = "ew"  # fastest measured on CPU; see docs/performance.md
     prefix_shuffle: float = 0.5
     average_weights: bool = True  # release an exponential moving average of the DP iterates
-    pretrain_patients: int = 2000
+    # None: DEFAULT_PRETRAIN_PATIENTS when the schema holds repeated measurements, else none
+    # (see resolve_pretraining).
+    pretrain_patients: int | None = None
     pretrain_epochs: int = 12
     pretrain_learning_rate: float = 3e-3
     pretrain_batch_size: int = 64
@@ -57,7 +68,7 @@ class TrainConfig:
             )
         if not 0.0 <= self.prefix_shuffle <= 1.0:
             problems.append(f"prefix_shuffle must lie in [0, 1], got {self.prefix_shuffle}")
-        if self.pretrain_patients < 0 or self.pretrain_epochs < 0:
+        if (self.pretrain_patients or 0) < 0 or self.pretrain_epochs < 0:
             problems.append("pretrain_patients and pretrain_epochs must be >= 0")
         if problems:
             raise MedsynthError("invalid training configuration: " + "; ".join(problems))
@@ -92,6 +103,23 @@ def plan_schedule(config: TrainConfig, n_patients: int) -> Schedule:
     batch = config.batch_size or min(max(1, n_patients // 4), 512)
     batch = min(batch, n_patients)
     return Schedule(steps_per_epoch=max(1, round(n_patients / batch)), epochs=config.epochs)
+
+
+def resolve_pretraining(config: TrainConfig, schema: Any) -> TrainConfig:
+    """Fix ``pretrain_patients`` when it is None, from the public schema alone.
+
+    Simulated patients teach what the simulator knows in general: visit timing, how many
+    measurements a record holds, how a lab value persists from one visit to the next. A schema
+    whose channels hold at most one event each (a cross-sectional table: every record is one
+    visit) has none of that to learn, and the only thing pretraining would leave behind is the
+    simulator's invented relations between attribute and lab values, which the noisy DP steps
+    must then undo (docs/benchmarks.md: flchain without pretraining). So the default is
+    :data:`DEFAULT_PRETRAIN_PATIENTS` when ``max_events_per_channel > 1`` and 0 otherwise.
+    """
+    if config.pretrain_patients is not None:
+        return config
+    repeated = schema.limits.max_events_per_channel > 1
+    return replace(config, pretrain_patients=DEFAULT_PRETRAIN_PATIENTS if repeated else 0)
 
 
 def default_batch_note(n_patients: int) -> str:

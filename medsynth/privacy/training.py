@@ -42,7 +42,7 @@ from medsynth.errors import MedsynthError
 from medsynth.models.artifact import artifact_sha256, build_network, save_artifact
 from medsynth.models.device import resolve_device
 from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch, patient_losses
-from medsynth.models.plan import Schedule, TrainConfig, plan_schedule
+from medsynth.models.plan import Schedule, TrainConfig, plan_schedule, resolve_pretraining
 
 __all__ = ["PoissonBatches", "TrainConfig", "dp_step", "plan_privacy", "private_loader", "train"]
 
@@ -303,7 +303,7 @@ def _event_id(event: Any) -> str:
 
 # -- training phases -------------------------------------------------------------------------
 def _pretrain(net, vocab, tables, config: TrainConfig, seed: int, progress: bool) -> None:
-    if config.pretrain_patients <= 0 or config.pretrain_epochs <= 0:
+    if not config.pretrain_patients or config.pretrain_epochs <= 0:
         return
     from tqdm.auto import tqdm
 
@@ -485,7 +485,7 @@ def train(
         )
         if v is not None
     }
-    config = dataclasses.replace(config, **overrides)
+    config = resolve_pretraining(dataclasses.replace(config, **overrides), cohort.schema)
     dev = resolve_device(device)
     dist = _distributed(dev)
     if dev.type == "cuda" and dist.world_size > 1:

@@ -30,8 +30,10 @@ LARGE_EPSILON = 200.0  # "large": the smoke test checks learning, not a recommen
 TINY_NET = NetworkConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64)
 
 
-def small_schema():
-    """general-adult cut down to sex, age, two conditions and three channels."""
+def small_schema(max_events_per_channel: int = 3):
+    """general-adult cut down to sex, age, two conditions and three channels.
+
+    ``max_events_per_channel=1`` makes it cross-sectional (one visit per record)."""
     doc = copy.deepcopy(load_schema("general-adult").raw)
     doc["name"] = "small-test"
     doc["attributes"] = [a for a in doc["attributes"] if a["name"] in ("sex", "age")]
@@ -41,7 +43,11 @@ def small_schema():
         c for c in doc["channels"] if c["name"] in ("systolic_bp", "glucose", "hba1c")
     ]
     doc["panels"] = []
-    doc["limits"] = {"max_events_per_channel": 3, "max_events_total": 6, "max_conditions": 2}
+    doc["limits"] = {
+        "max_events_per_channel": max_events_per_channel,
+        "max_events_total": 2 * max_events_per_channel,
+        "max_conditions": 2,
+    }
     return parse_schema(doc)
 
 

@@ -13,9 +13,21 @@ from hypothesis import strategies as st
 
 from medsynth.errors import BudgetError
 from medsynth.models.artifact import artifact_sha256, load_model
-from medsynth.models.plan import Schedule, TrainConfig, plan_schedule
+from medsynth.models.plan import (
+    DEFAULT_PRETRAIN_PATIENTS,
+    Schedule,
+    TrainConfig,
+    plan_schedule,
+    resolve_pretraining,
+)
 from medsynth.privacy.training import PoissonBatches, private_loader, train
-from tests.models.conftest import LARGE_EPSILON, MARKER_ID, MARKER_VALUE, fast_config
+from tests.models.conftest import (
+    LARGE_EPSILON,
+    MARKER_ID,
+    MARKER_VALUE,
+    fast_config,
+    small_schema,
+)
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.
 pytest.importorskip("medsynth.privacy.accounting")
@@ -122,6 +134,45 @@ def test_schedule_defaults_follow_cohort_size():
     assert plan_schedule(TrainConfig(), 400) == Schedule(steps_per_epoch=4, epochs=20)
     assert plan_schedule(TrainConfig(), 10_000).steps_per_epoch == 20
     assert plan_schedule(TrainConfig(batch_size=100, epochs=3), 1000).steps == 30
+
+
+def test_pretraining_default_follows_the_schema():
+    """Simulated pretraining by default only where records repeat measurements."""
+    longitudinal, flat = small_schema(3), small_schema(1)
+    assert resolve_pretraining(TrainConfig(), longitudinal).pretrain_patients == 2000
+    assert DEFAULT_PRETRAIN_PATIENTS == 2000
+    assert resolve_pretraining(TrainConfig(), flat).pretrain_patients == 0
+    for schema in (longitudinal, flat):  # an explicit number always wins
+        assert resolve_pretraining(TrainConfig(pretrain_patients=7), schema).pretrain_patients == 7
+        assert resolve_pretraining(TrainConfig(pretrain_patients=0), schema).pretrain_patients == 0
+
+
+@pytest.mark.parametrize("per_channel", [1, 3])
+def test_train_resolves_and_records_pretraining(per_channel, tmp_path, monkeypatch):
+    """train() pretrains on the resolved number of simulated patients and stores it."""
+    import medsynth.simulate
+
+    real_simulate, asked = medsynth.simulate.simulate, []
+
+    def spy(schema, n, **kwargs):
+        asked.append(n)
+        return real_simulate(schema, 20, **kwargs)  # the count is checked, 20 keep it quick
+
+    monkeypatch.setattr(medsynth.simulate, "simulate", spy)
+    cohort = real_simulate(small_schema(per_channel), 40, random_state=3)
+    config = fast_config(pretrain_patients=None, epochs=1, batch_size=20, pretrain_epochs=1)
+    path = train(
+        cohort,
+        epsilon=LARGE_EPSILON,
+        out=tmp_path / "model",
+        ledger=tmp_path / "ledger.jsonl",
+        config=config,
+        progress=False,
+    )
+    expected = DEFAULT_PRETRAIN_PATIENTS if per_channel > 1 else 0
+    assert asked == ([expected] if expected else [])
+    stored = json.loads((path / "config.json").read_text())
+    assert stored["training"]["pretrain_patients"] == expected
 
 
 def test_model_scores_patients(trained, small_cohort):
