@@ -53,6 +53,8 @@ class NetworkConfig:
     weights (0: off; default 4), times ``transition_scale``. ``prefix_bias`` (default on): bias
     each value token's logit by a learned weight for each token of the patient's prefix
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
+    ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
+    token earlier in the record, times ``pair_scale`` (see :func:`value_counts`).
     The three parts are off, and the scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -67,6 +69,8 @@ class NetworkConfig:
     transition_scale: float = 10.0
     prefix_bias: bool = True
     prefix_scale: float = 10.0
+    pair_bias: bool = False
+    pair_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -77,7 +81,7 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("value_memory", "prefix_bias"):
+        for name in ("value_memory", "prefix_bias", "pair_bias"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -90,7 +94,7 @@ class NetworkConfig:
                 f"got {steps!r}"
             )
         scales = {}
-        for name in ("prefix_scale", "transition_scale"):
+        for name in ("prefix_scale", "transition_scale", "pair_scale"):
             scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
             if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
                 raise DataError(
@@ -156,6 +160,22 @@ def value_memory(
     onehot = torch.zeros(b, t, token_channel.shape[0] - value_first, device=tokens.device)
     onehot.scatter_add_(2, (latest - value_first).clamp(min=0), seen)  # unseen channels add 0
     return torch.cat([*blocks, seen, onehot], dim=-1)
+
+
+def value_counts(tokens: torch.Tensor, value_first: int, n_values: int) -> torch.Tensor:
+    """``[b, t, n_values]`` how often each value token occurs at or before each position.
+
+    The input of the pair bias: a value token's logit gets ``pair_scale`` times the sum of the
+    learned weights of (earlier value token, this value token), a linear map of these counts.
+    On a one-visit table that is a pairwise model of the binned values, the relations that
+    2-way marginals and a classifier on synthetic data read, and a few weights per pair
+    instead of an interaction the transformer must find through attention under DP noise.
+    """
+    b, t = tokens.shape
+    is_value = (tokens >= value_first)[..., None].float()
+    onehot = torch.zeros(b, t, n_values, device=tokens.device)
+    onehot.scatter_(2, (tokens - value_first).clamp(min=0)[..., None], is_value)
+    return onehot.cumsum(dim=1)
 
 
 class TransitionBias(nn.Module):
@@ -302,6 +322,14 @@ class PatientNetwork(nn.Module):
             self.n_prefix, self.value_first = int(n_prefix), int(value_first)
             self.prefix_weights = nn.Embedding(value_first, vocab_size - value_first)
             nn.init.zeros_(self.prefix_weights.weight)
+        if config.pair_bias:
+            if not 0 < value_first < vocab_size:
+                raise DataError("pair_bias needs a schema with at least one channel")
+            self.value_first = int(value_first)
+            n_values = vocab_size - value_first
+            # counts of earlier value tokens -> value-token logits; zero at start
+            self.pairs = nn.Linear(n_values, n_values, bias=False)
+            nn.init.zeros_(self.pairs.weight)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -353,7 +381,16 @@ class PatientNetwork(nn.Module):
             # Value tokens come after the whole prefix (inside it the grammar masks them), so
             # every position that may hold a value sees the complete prefix.
             logits = self._add_prefix(logits, tokens[:, 1 : 1 + self.n_prefix])
+        if self.config.pair_bias:
+            n_values = logits.shape[-1] - self.value_first
+            logits = self._add_pairs(logits, value_counts(tokens, self.value_first, n_values))
         return logits
+
+    def _add_pairs(self, logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Add ``pair_scale`` times the pair weights of ``counts`` (:func:`value_counts`)."""
+        bias = self.config.pair_scale * self.pairs(counts)
+        first = self.value_first
+        return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
 
     def _add_prefix(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Add the summed value-token weights of ``prefix`` (``[b, n_prefix]`` token ids).
@@ -386,6 +423,7 @@ class PatientNetwork(nn.Module):
         memory: torch.Tensor | None = None,
         latest: torch.Tensor | None = None,
         prefix: torch.Tensor | None = None,
+        counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
 
@@ -393,7 +431,8 @@ class PatientNetwork(nn.Module):
         ``[b, n_channels]``, :func:`latest_values` at this position (read only with
         ``transition_steps``). ``prefix`` is ``[b, n_prefix]``, the patient's prefix tokens
         (read only with ``prefix_bias``, and only once the prefix is complete: before that, value
-        tokens are masked anyway).
+        tokens are masked anyway). ``counts`` is ``[b, n_value_tokens]``, :func:`value_counts`
+        at this position (read only with ``pair_bias``).
         """
         if not cache:
             cache.extend([] for _ in self.blocks)
@@ -408,6 +447,10 @@ class PatientNetwork(nn.Module):
             logits = self._add_transition(logits, latest)
         if self.config.prefix_bias and prefix is not None:
             logits = self._add_prefix(logits, prefix)
+        if self.config.pair_bias:
+            if counts is None:
+                raise DataError("this network reads earlier value tokens; pass `counts`")
+            logits = self._add_pairs(logits, counts)
         return logits
 
 

@@ -69,7 +69,14 @@ def sample_batch(
         info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
         logits = net.step(
-            token, slots, zero_t, position, cache, memory.features(), memory.latest_ids()
+            token,
+            slots,
+            zero_t,
+            position,
+            cache,
+            memory.features(),
+            memory.latest_ids(),
+            counts=memory.counts,
         )
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
@@ -103,6 +110,8 @@ class ValueMemory:
         self.value = torch.zeros((n, self.scaled.shape[1], n_ch), device=device)
         self.seen = torch.zeros((n, n_ch), dtype=torch.float32, device=device)
         self.latest = torch.full((n, n_ch), self.first, dtype=torch.long, device=device)
+        # [n, n_values] value tokens drawn so far (the layout of value_counts at one position)
+        self.counts = torch.zeros((n, self.n_values), device=device)
 
     def update(self, token: torch.Tensor) -> None:
         """Record the value tokens among ``token`` (``[n]``, one per row)."""
@@ -111,6 +120,7 @@ class ValueMemory:
         self.value[rows, :, chans] = self.scaled[token[rows]]
         self.seen[rows, chans] = 1.0
         self.latest[rows, chans] = token[rows]
+        self.counts[rows, token[rows] - self.first] += 1.0
 
     def latest_ids(self) -> torch.Tensor:
         """``[n, n_channels]``: the latest value token of each channel, -1 if unseen (the
@@ -162,6 +172,7 @@ def _sample_events(
             memory.features(),
             memory.latest_ids(),
             prefix_t,
+            memory.counts,
         )
         allowed = follow[token] & base
         # A channel may start only if everything it commits to (its whole measurement group)

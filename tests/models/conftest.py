@@ -173,12 +173,25 @@ class Recorder(torch.nn.Module):
         self.memory: list[torch.Tensor | None] = []
         self.latest: list[torch.Tensor | None] = []
         self.prefix: list[torch.Tensor | None] = []
+        self.counts: list[torch.Tensor | None] = []
 
-    def step(self, tokens, slots, times, position, cache, memory=None, latest=None, prefix=None):
+    def step(
+        self,
+        tokens,
+        slots,
+        times,
+        position,
+        cache,
+        memory=None,
+        latest=None,
+        prefix=None,
+        counts=None,
+    ):
         self.tokens.append(tokens.clone())
-        for seen, fed in ((self.memory, memory), (self.latest, latest), (self.prefix, prefix)):
-            seen.append(None if fed is None else fed.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix)
+        fed = ((self.memory, memory), (self.latest, latest), (self.prefix, prefix))
+        for seen, value in (*fed, (self.counts, counts)):
+            seen.append(None if value is None else value.clone())
+        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix, counts)
 
 
 def record_sampling(net: torch.nn.Module, vocab, n: int) -> Recorder:

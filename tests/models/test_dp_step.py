@@ -22,12 +22,14 @@ from tests.models.conftest import TINY_NET, small_schema
 N = 6  # patients in the batch; the data loader below has N items and 1 step: expected batch N
 
 
-# The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]) and one
-# with the prefix bias (an nn.Embedding fed [b, n_prefix]).
+# The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]), one
+# with the prefix bias (an nn.Embedding fed [b, n_prefix]) and one with the pair bias (an
+# nn.Linear fed [b, t, values] counts).
 NETWORKS = {
     "plain": dataclasses.replace(TINY_NET, transition_steps=0, prefix_bias=False),
     "transition": dataclasses.replace(TINY_NET, transition_steps=2, prefix_bias=False),
     "prefix": dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0),
+    "pair": dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0),
 }
 
 
@@ -43,6 +45,8 @@ def setup(request):
         torch.nn.init.normal_(net.transition.weight.weight, std=0.5)
     if request.param == "prefix":
         torch.nn.init.normal_(net.prefix_weights.weight, std=0.5)
+    if request.param == "pair":
+        torch.nn.init.normal_(net.pairs.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)
     return net, tables, tokens, times
 
