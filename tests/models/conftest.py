@@ -163,6 +163,25 @@ def fitted(small_cohort, tmp_path_factory):
     return path
 
 
+def fit_quickly(cohort: Cohort, config: NetworkConfig):
+    """``(vocab, net)``: a network fitted WITHOUT privacy (15 epochs of Adam, seed 0), for tests
+    of what one part of the network can learn. Never a product path."""
+    vocab = build_vocabulary(cohort.schema)
+    torch.manual_seed(0)
+    net = build_network(vocab, config)
+    fit_nonprivate(
+        net,
+        GrammarTables.build(vocab),
+        encode_cohort(vocab, cohort),
+        epochs=15,
+        batch_size=50,
+        lr=1e-2,
+        shuffle=0.0,
+        seed=0,
+    )
+    return vocab, net
+
+
 class Recorder(torch.nn.Module):
     """Passes every sampling step to a network and records what the sampler fed it."""
 

@@ -16,10 +16,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
+from medsynth.models.fit import GrammarTables, make_batch
 from medsynth.models.network import NetworkConfig, value_counts
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, record_sampling, small_schema
+from tests.models.conftest import TINY_NET, fit_quickly, record_sampling, small_schema
 
 NET = dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0)
 
@@ -95,19 +95,7 @@ def _cohort_where_glucose_follows_blood_pressure(schema, n: int) -> Cohort:
 def test_learns_how_one_value_moves_another():
     schema = small_schema(1)
     cohort = _cohort_where_glucose_follows_blood_pressure(schema, 300)
-    vocab = build_vocabulary(schema)
-    torch.manual_seed(0)
-    net = build_network(vocab, NET)
-    fit_nonprivate(
-        net,
-        GrammarTables.build(vocab),
-        encode_cohort(vocab, cohort),
-        epochs=15,
-        batch_size=50,
-        lr=1e-2,
-        shuffle=0.0,
-        seed=0,
-    )
+    vocab, net = fit_quickly(cohort, NET)
 
     def token(channel: str, value: float) -> int:  # index among the value tokens
         edges = vocab.value_edges[channel]

@@ -15,10 +15,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
+from medsynth.models.fit import GrammarTables, make_batch
 from medsynth.models.network import NetworkConfig
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, record_sampling
+from tests.models.conftest import TINY_NET, fit_quickly, record_sampling
 
 NET = dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0)
 
@@ -61,19 +61,7 @@ def _cohort_where_a_condition_raises_glucose(schema, n: int) -> Cohort:
 
 def test_learns_how_a_condition_shifts_a_channel(small):
     cohort = _cohort_where_a_condition_raises_glucose(small, 300)
-    vocab = build_vocabulary(small)
-    torch.manual_seed(0)
-    net = build_network(vocab, NET)
-    fit_nonprivate(
-        net,
-        GrammarTables.build(vocab),
-        encode_cohort(vocab, cohort),
-        epochs=15,
-        batch_size=50,
-        lr=1e-2,
-        shuffle=0.0,
-        seed=0,
-    )
+    vocab, net = fit_quickly(cohort, NET)
     slot = next(s for s in vocab.slots if s.kind == "condition" and s.name.endswith("44054006"))
     absent, onset0 = slot.first, slot.first + 1  # "absent", then "at start"
     edges = vocab.value_edges["glucose"]

@@ -15,10 +15,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
+from medsynth.models.fit import GrammarTables, make_batch
 from medsynth.models.network import NetworkConfig, latest_values
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, record_sampling
+from tests.models.conftest import TINY_NET, fit_quickly, record_sampling
 
 STEPS = 2
 # Scale 1 and no prefix bias, so the weights read directly as logits.
@@ -131,19 +131,7 @@ def _persistent_cohort(schema, n: int) -> Cohort:
 
 def test_learns_that_values_persist(small):
     cohort = _persistent_cohort(small, 300)
-    vocab = build_vocabulary(small)
-    torch.manual_seed(0)
-    net = build_network(vocab, NET)
-    fit_nonprivate(
-        net,
-        GrammarTables.build(vocab),
-        encode_cohort(vocab, cohort),
-        epochs=15,
-        batch_size=50,
-        lr=1e-2,
-        shuffle=0.0,
-        seed=0,
-    )
+    vocab, net = fit_quickly(cohort, NET)
     sbp = small.channel_names.index("systolic_bp")
     w = net.transition.weight.weight[sbp, : 2 * STEPS + 1].detach()
     assert int(w.argmax()) == STEPS  # "same bin as last time" gets the largest weight
