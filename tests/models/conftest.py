@@ -139,19 +139,7 @@ def trained(small_cohort, tmp_path_factory):
 def fitted(small_cohort, tmp_path_factory):
     """A model fitted WITHOUT privacy (30 epochs of plain Adam): for tests of the sampling
     mechanism only, where DP noise would blur what is checked. Never a product path."""
-    vocab = build_vocabulary(small_cohort.schema)
-    torch.manual_seed(0)
-    net = build_network(vocab, TINY_NET)
-    fit_nonprivate(
-        net,
-        GrammarTables.build(vocab),
-        encode_cohort(vocab, small_cohort),
-        epochs=30,
-        batch_size=64,
-        lr=1e-2,
-        shuffle=0.5,
-        seed=0,
-    )
+    vocab, net = fit_quickly(small_cohort, TINY_NET, epochs=30, batch_size=64, shuffle=0.5)
     path = tmp_path_factory.mktemp("fitted") / "model"
     save_artifact(
         path,
@@ -163,9 +151,16 @@ def fitted(small_cohort, tmp_path_factory):
     return path
 
 
-def fit_quickly(cohort: Cohort, config: NetworkConfig):
-    """``(vocab, net)``: a network fitted WITHOUT privacy (15 epochs of Adam, seed 0), for tests
-    of what one part of the network can learn. Never a product path."""
+def fit_quickly(
+    cohort: Cohort,
+    config: NetworkConfig,
+    *,
+    epochs: int = 15,
+    batch_size: int = 50,
+    shuffle: float = 0.0,
+):
+    """``(vocab, net)``: a network fitted WITHOUT privacy (Adam at 1e-2, seed 0), for tests of
+    what a part of the network can learn or of the sampling mechanism. Never a product path."""
     vocab = build_vocabulary(cohort.schema)
     torch.manual_seed(0)
     net = build_network(vocab, config)
@@ -173,10 +168,10 @@ def fit_quickly(cohort: Cohort, config: NetworkConfig):
         net,
         GrammarTables.build(vocab),
         encode_cohort(vocab, cohort),
-        epochs=15,
-        batch_size=50,
+        epochs=epochs,
+        batch_size=batch_size,
         lr=1e-2,
-        shuffle=0.0,
+        shuffle=shuffle,
         seed=0,
     )
     return vocab, net
