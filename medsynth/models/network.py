@@ -50,7 +50,7 @@ class NetworkConfig:
     ``value_memory``: add a projection of every channel's last value to each input.
     ``transition_steps``: bias each value token's logit by a learned weight for its channel and
     its step in bins from the channel's last value, steps beyond this many bins sharing the end
-    weights (0: off; default 4), times ``transition_scale``. ``prefix_bias`` (default on): bias
+    weights (0: off; default 2), times ``transition_scale``. ``prefix_bias`` (default on): bias
     each value token's logit by a learned weight for each token of the patient's prefix
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
     ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
@@ -65,7 +65,7 @@ class NetworkConfig:
     n_heads: int = 4
     d_ff: int = 128
     value_memory: bool = False
-    transition_steps: int = 4
+    transition_steps: int = 2
     transition_scale: float = 10.0
     prefix_bias: bool = True
     prefix_scale: float = 10.0
