@@ -55,7 +55,7 @@ class NetworkConfig:
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
     ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
     token earlier in the record, times ``pair_scale`` (see :func:`value_counts`).
-    The three parts are off, and the scales 1, when a stored config lacks them (artifacts made
+    These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
     """

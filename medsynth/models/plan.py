@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsynth.encoding.vocabulary import EncodingConfig
 from medsynth.errors import MedsynthError
 from medsynth.models.network import NetworkConfig
+
+if TYPE_CHECKING:
+    from medsynth.schema import DatasetSchema
 
 __all__ = [
     "DEFAULT_PRETRAIN_PATIENTS",
@@ -105,7 +108,7 @@ def plan_schedule(config: TrainConfig, n_patients: int) -> Schedule:
     return Schedule(steps_per_epoch=max(1, round(n_patients / batch)), epochs=config.epochs)
 
 
-def resolve_pretraining(config: TrainConfig, schema: Any) -> TrainConfig:
+def resolve_pretraining(config: TrainConfig, schema: DatasetSchema) -> TrainConfig:
     """Fix ``pretrain_patients`` when it is None, from the public schema alone.
 
     Simulated patients teach what the simulator knows in general: visit timing, how many
