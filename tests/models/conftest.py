@@ -15,7 +15,7 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.models.artifact import build_network, save_artifact
 from medsynth.models.conditions import resolve_conditions
-from medsynth.models.fit import GrammarTables, fit_nonprivate
+from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
 from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import TrainConfig
 from medsynth.models.sampler import sample_batch
@@ -208,16 +208,41 @@ class Recorder(torch.nn.Module):
         return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix, counts)
 
 
-def record_sampling(net: torch.nn.Module, vocab, n: int) -> Recorder:
-    """Draw ``n`` patients from ``net`` (seeded, unconditioned) through a :class:`Recorder`."""
-    rec = Recorder(net)
-    sample_batch(
-        rec,
+def sample_unconditioned(net: torch.nn.Module, vocab, n: int, seed: int = 0):
+    """Draw ``n`` patients from ``net`` on the CPU, unconditioned, seeded by ``seed``."""
+    return sample_batch(
+        net,
         vocab,
         n,
         plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
+        generator=torch.Generator().manual_seed(seed),
+        rng=np.random.default_rng(seed),
         device=torch.device("cpu"),
     )
+
+
+def record_sampling(net: torch.nn.Module, vocab, n: int) -> Recorder:
+    """Draw ``n`` patients from ``net`` (seeded, unconditioned) through a :class:`Recorder`."""
+    rec = Recorder(net)
+    sample_unconditioned(rec, vocab, n)
     return rec
+
+
+def forward_with_and_without(net, batch, off: NetworkConfig) -> torch.Tensor:
+    """``net``'s logits on ``batch``, after checking that they change when ``net`` runs with the
+    ``off`` config (the part under test switched off), so a test of that part is not vacuous."""
+    on = net.config
+    with torch.no_grad():
+        full = net(batch.inputs, batch.slots, batch.times)
+        net.config = off
+        plain = net(batch.inputs, batch.slots, batch.times)
+        net.config = on
+    assert not torch.allclose(full, plain)  # the part is live
+    return full
+
+
+def simulated_batch(vocab, n: int = 5):
+    """``n`` patients simulated from ``vocab.schema`` (seed 0), encoded and batched."""
+    enc = encode_cohort(vocab, simulate(vocab.schema, n, random_state=0))
+    tokens, times = torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
+    return make_batch(GrammarTables.build(vocab), tokens, times)

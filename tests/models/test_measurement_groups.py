@@ -15,12 +15,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EOS, GAP, VALUE, build_vocabulary
 from medsynth.generate import generate_cohort
 from medsynth.models.artifact import build_network, load_model
-from medsynth.models.conditions import resolve_conditions
-from medsynth.models.sampler import sample_batch
 from medsynth.privacy.training import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, fast_config
+from tests.models.conftest import TINY_NET, fast_config, sample_unconditioned
 
 GROUP = ("glucose", "hba1c")
 
@@ -66,18 +64,6 @@ def assert_whole_groups(cohort: Cohort) -> None:
     assert ev.groupby("patient_id").size().max() <= limits.max_events_total
     again, report = Cohort.conform(cohort.schema, cohort.patients, ev, cohort.conditions)
     assert report.total() == 0, report.lines()
-
-
-def raw_sample(net, vocab, n: int, seed: int) -> SampledPatients:
-    return sample_batch(
-        net,
-        vocab,
-        n,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(seed),
-        rng=np.random.default_rng(seed),
-        device=torch.device("cpu"),
-    )
 
 
 def assert_raw_whole_groups(vocab, sampled: SampledPatients) -> pd.Series:
@@ -163,7 +149,7 @@ def test_untrained_sampler_keeps_groups_whole_under_tight_limits(max_per_channel
     torch.manual_seed(0)
     net = build_network(vocab, TINY_NET)
     n = 300
-    sampled = raw_sample(net, vocab, n, seed=1)
+    sampled = sample_unconditioned(net, vocab, n, seed=1)
     visits = assert_raw_whole_groups(vocab, sampled)
     assert (visits == (1, 2)).sum() > 0  # the group does get sampled
     if max_total >= 3:
@@ -184,6 +170,8 @@ def test_tiny_trained_model_samples_whole_groups(schema, cohort, tmp_path):
         seed=0,
     )
     model = load_model(path, device="cpu")
-    visits = assert_raw_whole_groups(model.vocab, raw_sample(model.net, model.vocab, 200, seed=3))
+    visits = assert_raw_whole_groups(
+        model.vocab, sample_unconditioned(model.net, model.vocab, 200, seed=3)
+    )
     assert (visits.map(len) > 0).all() and visits.map(lambda v: 1 in v).any()
     assert_whole_groups(generate_cohort(model, 200, seed=0, device="cpu"))

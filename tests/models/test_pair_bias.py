@@ -12,14 +12,18 @@ import pytest
 import torch
 
 from medsynth.cohort import Cohort
-from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.fit import GrammarTables, make_batch
 from medsynth.models.network import NetworkConfig, value_counts
-from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, fit_quickly, record_sampling, small_schema
+from tests.models.conftest import (
+    TINY_NET,
+    fit_quickly,
+    forward_with_and_without,
+    record_sampling,
+    simulated_batch,
+    small_schema,
+)
 
 NET = dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0)
 
@@ -39,18 +43,10 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     torch.manual_seed(0)
     net = build_network(vocab, NET).eval()
     torch.nn.init.normal_(net.pairs.weight, std=1.0)
-    enc = encode_cohort(vocab, simulate(small, 5, random_state=0))
-    batch = make_batch(
-        GrammarTables.build(vocab), torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
-    )
+    batch = simulated_batch(vocab)
     counts = value_counts(batch.inputs, vocab.value_start, vocab.size - vocab.value_start)
     assert counts.sum() > 0  # the cohort has values, so the bias is exercised
-    with torch.no_grad():
-        full = net(batch.inputs, batch.slots, batch.times)
-        net.config = dataclasses.replace(NET, pair_bias=False)
-        plain = net(batch.inputs, batch.slots, batch.times)
-        net.config = NET
-    assert not torch.allclose(full, plain)  # the bias is live
+    full = forward_with_and_without(net, batch, dataclasses.replace(NET, pair_bias=False))
     cache: list = []
     steps = [
         net.step(

@@ -12,7 +12,7 @@ from medsynth.models.artifact import build_network
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.sampler import sample_batch
 from medsynth.schema import parse_schema
-from tests.models.conftest import TINY_NET, small_schema
+from tests.models.conftest import TINY_NET, sample_unconditioned, small_schema
 
 
 def test_untrained_sampler_never_exceeds_max_conditions():
@@ -43,15 +43,7 @@ def _sample(doc: dict, n: int = 300):
     net = build_network(vocab, TINY_NET)
     with torch.no_grad():
         net.head.bias[EOS] += 3.0  # a network eager to end records
-    sampled = sample_batch(
-        net,
-        vocab,
-        n,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(2),
-        rng=np.random.default_rng(2),
-        device=torch.device("cpu"),
-    )
+    sampled = sample_unconditioned(net, vocab, n, seed=2)
     return np.bincount(sampled.event_row, minlength=n)
 
 

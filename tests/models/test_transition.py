@@ -11,14 +11,11 @@ import pytest
 import torch
 
 from medsynth.cohort import Cohort
-from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.fit import GrammarTables, make_batch
 from medsynth.models.network import NetworkConfig, latest_values
-from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, fit_quickly, record_sampling
+from tests.models.conftest import TINY_NET, fit_quickly, record_sampling, simulated_batch
 
 STEPS = 2
 # Scale 1 and no prefix bias, so the weights read directly as logits.
@@ -66,10 +63,7 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     torch.manual_seed(0)
     net = build_network(vocab, NET).eval()
     _random_weights(net)
-    enc = encode_cohort(vocab, simulate(small, 5, random_state=0))
-    batch = make_batch(
-        GrammarTables.build(vocab), torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
-    )
+    batch = simulated_batch(vocab)
     latest = latest_values(batch.inputs, torch.as_tensor(vocab.token_channel), 3)
     with torch.no_grad():
         full = net(batch.inputs, batch.slots, batch.times)
