@@ -56,6 +56,7 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         memory_width=memory_width(len(vocab.schema.channels), vocab.size - vocab.value_start),
         token_channel=torch.as_tensor(vocab.token_channel),
         token_bin=torch.as_tensor(vocab.token_bin),
+        token_rank=torch.as_tensor(vocab.token_value[:, 1]),
         value_first=vocab.value_start,
         n_prefix=vocab.n_prefix,
     )

@@ -35,6 +35,7 @@ from medsynth.errors import DataError
 __all__ = [
     "NetworkConfig",
     "PatientNetwork",
+    "SmoothBias",
     "TransitionBias",
     "latest_values",
     "masked_log_probs",
@@ -55,6 +56,9 @@ class NetworkConfig:
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
     ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
     token earlier in the record, times ``pair_scale`` (see :func:`value_counts`).
+    ``smooth_bias`` (default off): bias each value token's logit by a quadratic in its bin's
+    rank whose two coefficients per channel are learned linear functions of the prefix tokens
+    and of every channel's latest value, times ``smooth_scale`` (see :class:`SmoothBias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -71,6 +75,8 @@ class NetworkConfig:
     prefix_scale: float = 10.0
     pair_bias: bool = False
     pair_scale: float = 10.0
+    smooth_bias: bool = False
+    smooth_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -81,7 +87,7 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("value_memory", "prefix_bias", "pair_bias"):
+        for name in ("value_memory", "prefix_bias", "pair_bias", "smooth_bias"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -94,7 +100,7 @@ class NetworkConfig:
                 f"got {steps!r}"
             )
         scales = {}
-        for name in ("prefix_scale", "transition_scale", "pair_scale"):
+        for name in ("prefix_scale", "transition_scale", "pair_scale", "smooth_scale"):
             scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
             if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
                 raise DataError(
@@ -229,6 +235,80 @@ class TransitionBias(nn.Module):
         return self.scale * bias
 
 
+class SmoothBias(nn.Module):
+    """A learned logit bias for each value token, smooth over its channel's bins.
+
+    For value token ``v`` of channel ``c`` whose bin has rank ``r`` (:attr:`Vocabulary.token_value`
+    column 1, in ``(0, 1)``), with ``x = 2 r - 1``, the bias is ``scale * (a_c x + b_c (x**2 -
+    1/3))``: a slope and a curvature over the channel's bins. The coefficients ``a_c, b_c`` are a
+    learned linear function (one bias-free ``nn.Linear``, zero at start) of the *sources*: a
+    constant 1, the count of each prefix token (attributes and conditions), and for every
+    channel ``d`` a 0/1 "seen" flag and ``x_d``, the centred rank of ``d``'s latest value so far
+    (both 0 while ``d`` is unseen).
+
+    So a channel's marginal is shaped by two numbers instead of one weight per bin, a diagnosis
+    or an age band tilts every channel's distribution up or down, and a channel's value leans
+    linearly on each earlier value: the linear-by-linear association of a log-linear model, a
+    few weights per pair of channels (``4 * n_channels ** 2`` in all) where the pair bias needs
+    one per pair of bins. Tail bins that no patient reaches are pulled down together by the
+    curvature instead of each carrying its own noisy weight. Everything is a function of the
+    patient's own tokens and the public bins.
+    """
+
+    def __init__(
+        self,
+        token_channel: torch.Tensor,
+        token_rank: torch.Tensor,
+        value_first: int,
+        n_channels: int,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.value_first, self.n_channels, self.scale = (
+            int(value_first),
+            int(n_channels),
+            float(scale),
+        )
+        chan = token_channel[self.value_first :].clone()
+        x = 2.0 * token_rank.float() - 1.0  # [V], 0 for tokens that are not values
+        basis = torch.stack([x, x * x - 1.0 / 3.0], dim=-1)[self.value_first :]
+        self.register_buffer("chan", chan, persistent=False)  # [Vv]
+        self.register_buffer("basis", basis, persistent=False)  # [Vv, 2]
+        self.register_buffer("token_x", x, persistent=False)  # [V]
+        self.n_sources = 1 + self.value_first + 2 * self.n_channels
+        self.linear = nn.Linear(self.n_sources, 2 * self.n_channels, bias=False)
+        nn.init.zeros_(self.linear.weight)
+
+    def prefix_counts(self, prefix: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """``[b, value_first]`` counts of the token ids of ``prefix`` (``[b, n_prefix]``), zeros
+        when there is no prefix yet."""
+        counts = torch.zeros(batch, self.value_first, device=self.basis.device)
+        if prefix is not None and prefix.shape[-1]:
+            counts.scatter_add_(
+                1,
+                prefix.clamp(max=self.value_first - 1),
+                torch.ones_like(prefix, dtype=counts.dtype),
+            )
+        return counts
+
+    def forward(self, prefix_counts: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
+        """``[..., n_value_tokens]`` biases.
+
+        Args:
+            prefix_counts: ``[b, value_first]`` from :meth:`prefix_counts`.
+            latest: ``[b, n_channels]`` or ``[b, t, n_channels]``, as :func:`latest_values`.
+        """
+        seen = (latest >= 0).to(prefix_counts.dtype)
+        x = self.token_x[latest.clamp(min=0)] * seen
+        pre = prefix_counts if latest.dim() == 2 else prefix_counts[:, None, :]
+        pre = pre.expand(*latest.shape[:-1], -1)
+        ones = torch.ones(*latest.shape[:-1], 1, device=latest.device, dtype=pre.dtype)
+        sources = torch.cat([ones, pre, seen, x], dim=-1)
+        coef = self.linear(sources).unflatten(-1, (self.n_channels, 2))  # [..., C, 2]
+        per_token = coef.index_select(-2, self.chan)  # [..., Vv, 2]
+        return self.scale * (per_token * self.basis).sum(dim=-1)
+
+
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
     pos = torch.arange(length, dtype=torch.float32)[:, None]
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
@@ -285,6 +365,7 @@ class PatientNetwork(nn.Module):
         memory_width: int = 0,
         token_channel: torch.Tensor | None = None,
         token_bin: torch.Tensor | None = None,
+        token_rank: torch.Tensor | None = None,
         value_first: int = 0,
         n_prefix: int = 0,
     ) -> None:
@@ -295,6 +376,7 @@ class PatientNetwork(nn.Module):
             )
         self.config = config
         self.horizon = float(horizon_days)
+        self.n_prefix = int(n_prefix)
         self.tok = nn.Embedding(vocab_size, config.d_model)
         self.slot = nn.Embedding(n_slots, config.d_model)
         self.time = nn.Linear(2, config.d_model)
@@ -302,10 +384,12 @@ class PatientNetwork(nn.Module):
             if memory_width < 1:
                 raise DataError("value_memory needs a schema with at least one channel")
             self.memory = nn.Linear(memory_width, config.d_model)
+        if token_channel is not None:
+            self.register_buffer("token_channel", token_channel.clone(), persistent=False)
+            self.n_channels = int(token_channel.max()) + 1
         if config.transition_steps:
             if token_channel is None or token_bin is None or int(token_channel.max()) < 0:
                 raise DataError("transition_steps needs a schema with at least one channel")
-            self.n_channels = int(token_channel.max()) + 1
             self.transition = TransitionBias(
                 token_channel,
                 token_bin,
@@ -319,7 +403,7 @@ class PatientNetwork(nn.Module):
                 raise DataError("prefix_bias needs a schema with at least one channel")
             # One row of value-token weights per token id below the value tokens (only the
             # attribute and condition tokens of the prefix are ever looked up), zero at start.
-            self.n_prefix, self.value_first = int(n_prefix), int(value_first)
+            self.value_first = int(value_first)
             self.prefix_weights = nn.Embedding(value_first, vocab_size - value_first)
             nn.init.zeros_(self.prefix_weights.weight)
         if config.pair_bias:
@@ -330,6 +414,12 @@ class PatientNetwork(nn.Module):
             # counts of earlier value tokens -> value-token logits; zero at start
             self.pairs = nn.Linear(n_values, n_values, bias=False)
             nn.init.zeros_(self.pairs.weight)
+        if config.smooth_bias:
+            if token_channel is None or token_rank is None or int(token_channel.max()) < 0:
+                raise DataError("smooth_bias needs a schema with at least one channel")
+            self.smooth = SmoothBias(
+                token_channel, token_rank, value_first, self.n_channels, config.smooth_scale
+            )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -373,18 +463,28 @@ class PatientNetwork(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
+        if self.config.transition_steps or self.config.smooth_bias:
+            latest = latest_values(tokens, self.token_channel, self.n_channels)
         if self.config.transition_steps:
-            t = self.transition
-            latest = latest_values(tokens, t.token_channel, self.n_channels)
             logits = self._add_transition(logits, latest)
         if self.config.prefix_bias:
             # Value tokens come after the whole prefix (inside it the grammar masks them), so
             # every position that may hold a value sees the complete prefix.
             logits = self._add_prefix(logits, tokens[:, 1 : 1 + self.n_prefix])
+        if self.config.smooth_bias:
+            counts = self.smooth.prefix_counts(tokens[:, 1 : 1 + self.n_prefix], tokens.shape[0])
+            logits = self._add_smooth(logits, counts, latest)
         if self.config.pair_bias:
             n_values = logits.shape[-1] - self.value_first
             logits = self._add_pairs(logits, value_counts(tokens, self.value_first, n_values))
         return logits
+
+    def _add_smooth(
+        self, logits: torch.Tensor, prefix_counts: torch.Tensor, latest: torch.Tensor
+    ) -> torch.Tensor:
+        first = self.smooth.value_first
+        bias = self.smooth(prefix_counts, latest)
+        return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
 
     def _add_pairs(self, logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Add ``pair_scale`` times the pair weights of ``counts`` (:func:`value_counts`)."""
@@ -447,6 +547,11 @@ class PatientNetwork(nn.Module):
             logits = self._add_transition(logits, latest)
         if self.config.prefix_bias and prefix is not None:
             logits = self._add_prefix(logits, prefix)
+        if self.config.smooth_bias:
+            if latest is None:
+                raise DataError("this network reads each channel's last value; pass `latest`")
+            pre = self.smooth.prefix_counts(prefix, logits.shape[0])
+            logits = self._add_smooth(logits, pre, latest)
         if self.config.pair_bias:
             if counts is None:
                 raise DataError("this network reads earlier value tokens; pass `counts`")

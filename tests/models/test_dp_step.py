@@ -23,13 +23,17 @@ N = 6  # patients in the batch; the data loader below has N items and 1 step: ex
 
 
 # The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]), one
-# with the prefix bias (an nn.Embedding fed [b, n_prefix]) and one with the pair bias (an
-# nn.Linear fed [b, t, values] counts).
+# with the prefix bias (an nn.Embedding fed [b, n_prefix]), one with the pair bias (an
+# nn.Linear fed [b, t, values] counts) and one with the smooth bias (an nn.Linear fed
+# [b, t, sources]).
 NETWORKS = {
     "plain": dataclasses.replace(TINY_NET, transition_steps=0, prefix_bias=False),
     "transition": dataclasses.replace(TINY_NET, transition_steps=2, prefix_bias=False),
     "prefix": dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0),
     "pair": dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0),
+    "smooth": dataclasses.replace(
+        TINY_NET, smooth_bias=True, prefix_bias=False, transition_steps=0
+    ),
 }
 
 
@@ -47,6 +51,8 @@ def setup(request):
         torch.nn.init.normal_(net.prefix_weights.weight, std=0.5)
     if request.param == "pair":
         torch.nn.init.normal_(net.pairs.weight, std=0.5)
+    if request.param == "smooth":
+        torch.nn.init.normal_(net.smooth.linear.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)
     return net, tables, tokens, times
 
