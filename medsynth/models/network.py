@@ -12,6 +12,9 @@ channel, which DP-SGD learns in few steps, instead of an interaction the transfo
 With ``prefix_bias`` on (the default), each value token's logit also gets a learned weight for every
 attribute and condition token of the patient's prefix (summed over the prefix): how a
 diagnosis or an age band shifts each channel's values, as a direct path to the output.
+With ``smooth_bias`` on (the default), each channel's value logits also get a slope and a
+curvature over its bins, linear in the prefix and in every channel's latest value (see
+:class:`SmoothBias`): the linear relations between values, in a few weights per pair of channels.
 Telling the network which slot comes next lets training present the prefix in random orders,
 so that at sampling time any set of attributes can be fixed first and the rest drawn
 conditionally (see ``docs/architecture.md``).
@@ -56,7 +59,7 @@ class NetworkConfig:
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
     ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
     token earlier in the record, times ``pair_scale`` (see :func:`value_counts`).
-    ``smooth_bias`` (default off): bias each value token's logit by a quadratic in its bin's
+    ``smooth_bias`` (default on): bias each value token's logit by a quadratic in its bin's
     rank whose two coefficients per channel are learned linear functions of the prefix tokens
     and of every channel's latest value, times ``smooth_scale`` (see :class:`SmoothBias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
@@ -75,7 +78,7 @@ class NetworkConfig:
     prefix_scale: float = 10.0
     pair_bias: bool = False
     pair_scale: float = 10.0
-    smooth_bias: bool = False
+    smooth_bias: bool = True
     smooth_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:

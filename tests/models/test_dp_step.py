@@ -27,10 +27,18 @@ N = 6  # patients in the batch; the data loader below has N items and 1 step: ex
 # nn.Linear fed [b, t, values] counts) and one with the smooth bias (an nn.Linear fed
 # [b, t, sources]).
 NETWORKS = {
-    "plain": dataclasses.replace(TINY_NET, transition_steps=0, prefix_bias=False),
-    "transition": dataclasses.replace(TINY_NET, transition_steps=2, prefix_bias=False),
-    "prefix": dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0),
-    "pair": dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0),
+    "plain": dataclasses.replace(
+        TINY_NET, transition_steps=0, prefix_bias=False, smooth_bias=False
+    ),
+    "transition": dataclasses.replace(
+        TINY_NET, transition_steps=2, prefix_bias=False, smooth_bias=False
+    ),
+    "prefix": dataclasses.replace(
+        TINY_NET, prefix_bias=True, transition_steps=0, smooth_bias=False
+    ),
+    "pair": dataclasses.replace(
+        TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0, smooth_bias=False
+    ),
     "smooth": dataclasses.replace(
         TINY_NET, smooth_bias=True, prefix_bias=False, transition_steps=0
     ),

@@ -25,7 +25,9 @@ from tests.models.conftest import (
     small_schema,
 )
 
-NET = dataclasses.replace(TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0)
+NET = dataclasses.replace(
+    TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0, smooth_bias=False
+)
 
 
 def test_counts_are_the_value_tokens_so_far(small):

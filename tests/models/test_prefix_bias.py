@@ -23,7 +23,7 @@ from tests.models.conftest import (
     simulated_batch,
 )
 
-NET = dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0)
+NET = dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0, smooth_bias=False)
 
 
 def test_cached_steps_equal_the_full_forward_pass_after_the_prefix(small):

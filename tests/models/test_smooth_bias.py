@@ -126,7 +126,7 @@ def test_learns_a_linear_relation_between_two_channels():
 def test_config_field_is_optional_and_checked():
     assert NetworkConfig.from_dict({"d_model": 32}).smooth_bias is False
     assert NetworkConfig.from_dict({"smooth_bias": True}).smooth_scale == 1.0
-    assert NetworkConfig().smooth_scale == 10.0
+    assert NetworkConfig().smooth_bias is True and NetworkConfig().smooth_scale == 10.0
     with pytest.raises(DataError, match="smooth_bias"):
         NetworkConfig.from_dict({"smooth_bias": 1})
     for bad in (0, -2.0, True):

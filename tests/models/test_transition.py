@@ -19,7 +19,9 @@ from tests.models.conftest import TINY_NET, fit_quickly, record_sampling, simula
 
 STEPS = 2
 # Scale 1 and no prefix bias, so the weights read directly as logits.
-NET = dataclasses.replace(TINY_NET, transition_steps=STEPS, transition_scale=1.0, prefix_bias=False)
+NET = dataclasses.replace(
+    TINY_NET, transition_steps=STEPS, transition_scale=1.0, prefix_bias=False, smooth_bias=False
+)
 
 
 def _random_weights(net) -> None:
