@@ -59,9 +59,6 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         token_rank=torch.as_tensor(vocab.token_value[:, 1]),
         value_first=vocab.value_start,
         n_prefix=vocab.n_prefix,
-        gap_first=vocab.gap_first,
-        n_gaps=vocab.n_gaps,
-        max_events=vocab.schema.limits.max_events_total,
     )
 
 

@@ -33,14 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsynth.encoding.vocabulary import EOS
 from medsynth.errors import DataError
 
 __all__ = [
     "NetworkConfig",
     "PatientNetwork",
     "SmoothBias",
-    "TimingBias",
     "TransitionBias",
     "latest_values",
     "masked_log_probs",
@@ -64,8 +62,6 @@ class NetworkConfig:
     ``smooth_bias`` (default on): bias each value token's logit by a quadratic in its bin's
     rank whose two coefficients per channel are learned linear functions of the prefix tokens
     and of every channel's latest value, times ``smooth_scale`` (see :class:`SmoothBias`).
-    ``timing_bias`` (default off; needs ``smooth_bias``): bias the gap tokens and the end of
-    the record the same way, also reading the time and events so far (see :class:`TimingBias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -84,7 +80,6 @@ class NetworkConfig:
     pair_scale: float = 10.0
     smooth_bias: bool = True
     smooth_scale: float = 10.0
-    timing_bias: bool = False
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -95,7 +90,7 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("value_memory", "prefix_bias", "pair_bias", "smooth_bias", "timing_bias"):
+        for name in ("value_memory", "prefix_bias", "pair_bias", "smooth_bias"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -299,15 +294,6 @@ class SmoothBias(nn.Module):
             )
         return counts
 
-    def sources(self, prefix_counts: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
-        """``[..., n_sources]``: the constant, the prefix counts, and per channel seen and x."""
-        seen = (latest >= 0).to(prefix_counts.dtype)
-        x = self.token_x[latest.clamp(min=0)] * seen
-        pre = prefix_counts if latest.dim() == 2 else prefix_counts[:, None, :]
-        pre = pre.expand(*latest.shape[:-1], -1)
-        ones = torch.ones(*latest.shape[:-1], 1, device=latest.device, dtype=pre.dtype)
-        return torch.cat([ones, pre, seen, x], dim=-1)
-
     def forward(self, prefix_counts: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
         """``[..., n_value_tokens]`` biases.
 
@@ -315,57 +301,15 @@ class SmoothBias(nn.Module):
             prefix_counts: ``[b, value_first]`` from :meth:`prefix_counts`.
             latest: ``[b, n_channels]`` or ``[b, t, n_channels]``, as :func:`latest_values`.
         """
-        coef = self.linear(self.sources(prefix_counts, latest))
-        coef = coef.unflatten(-1, (self.n_channels, 2))  # [..., C, 2]
+        seen = (latest >= 0).to(prefix_counts.dtype)
+        x = self.token_x[latest.clamp(min=0)] * seen
+        pre = prefix_counts if latest.dim() == 2 else prefix_counts[:, None, :]
+        pre = pre.expand(*latest.shape[:-1], -1)
+        ones = torch.ones(*latest.shape[:-1], 1, device=latest.device, dtype=pre.dtype)
+        sources = torch.cat([ones, pre, seen, x], dim=-1)
+        coef = self.linear(sources).unflatten(-1, (self.n_channels, 2))  # [..., C, 2]
         per_token = coef.index_select(-2, self.chan)  # [..., Vv, 2]
         return self.scale * (per_token * self.basis).sum(dim=-1)
-
-
-class TimingBias(nn.Module):
-    """Learned logit biases for the gap tokens and for the end of the record.
-
-    The gap tokens get ``scale * (a x + b (x**2 - 1/3))`` with ``x`` the centred rank of the
-    gap's bin (short to long), and the end-of-record token ``scale * e``. The three numbers
-    ``a, b, e`` are a learned linear function (one bias-free ``nn.Linear``, zero at start) of
-    the :class:`SmoothBias` sources (prefix, every channel's latest value) and two more: the
-    time elapsed as a fraction of the horizon and the events so far as a fraction of the
-    schema's ``max_events_total``. So how often a patient is seen and when the record ends can
-    depend on the diagnosis, on the last labs and on how far the record has come, in a few
-    weights that DP-SGD moves quickly, instead of an interaction the transformer must find.
-    """
-
-    def __init__(
-        self,
-        n_sources: int,
-        gap_first: int,
-        n_gaps: int,
-        horizon_days: float,
-        max_events: int,
-        scale: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.gap_first, self.n_gaps, self.scale = int(gap_first), int(n_gaps), float(scale)
-        self.horizon, self.max_events = float(horizon_days), float(max(max_events, 1))
-        x = 2.0 * (torch.arange(self.n_gaps, dtype=torch.float32) + 0.5) / self.n_gaps - 1.0
-        self.register_buffer("basis", torch.stack([x, x * x - 1.0 / 3.0], dim=-1), persistent=False)
-        self.linear = nn.Linear(int(n_sources) + 2, 3, bias=False)
-        nn.init.zeros_(self.linear.weight)
-
-    def forward(
-        self, sources: torch.Tensor, times: torch.Tensor, events: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([..., n_gaps], [...])`` biases of the gap tokens and of the end of the record.
-
-        Args:
-            sources: ``[..., n_sources]``, :meth:`SmoothBias.sources`.
-            times: ``[...]`` visit time in days after each position.
-            events: ``[...]`` number of value tokens at or before each position.
-        """
-        frac = (times / self.horizon).clamp(0.0, 1.0).to(sources.dtype)
-        done = (events / self.max_events).clamp(0.0, 1.0).to(sources.dtype)
-        coef = self.linear(torch.cat([sources, frac[..., None], done[..., None]], dim=-1))
-        gaps = coef[..., None, :2] * self.basis  # [..., n_gaps, 2]
-        return self.scale * gaps.sum(dim=-1), self.scale * coef[..., 2]
 
 
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -427,9 +371,6 @@ class PatientNetwork(nn.Module):
         token_rank: torch.Tensor | None = None,
         value_first: int = 0,
         n_prefix: int = 0,
-        gap_first: int = 0,
-        n_gaps: int = 0,
-        max_events: int = 0,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -481,17 +422,6 @@ class PatientNetwork(nn.Module):
                 raise DataError("smooth_bias needs a schema with at least one channel")
             self.smooth = SmoothBias(
                 token_channel, token_rank, value_first, self.n_channels, config.smooth_scale
-            )
-        if config.timing_bias:
-            if not config.smooth_bias or n_gaps < 1:
-                raise DataError("timing_bias needs smooth_bias and a schema with gap tokens")
-            self.timing = TimingBias(
-                self.smooth.n_sources,
-                gap_first,
-                n_gaps,
-                horizon_days,
-                max_events,
-                config.smooth_scale,
             )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
@@ -547,10 +477,6 @@ class PatientNetwork(nn.Module):
         if self.config.smooth_bias:
             counts = self.smooth.prefix_counts(tokens[:, 1 : 1 + self.n_prefix], tokens.shape[0])
             logits = self._add_smooth(logits, counts, latest)
-            if self.config.timing_bias:
-                events = (tokens >= self.smooth.value_first).long().cumsum(dim=1)
-                sources = self.smooth.sources(counts, latest)
-                logits = self._add_timing(logits, sources, times, events)
         if self.config.pair_bias:
             n_values = logits.shape[-1] - self.value_first
             logits = self._add_pairs(logits, value_counts(tokens, self.value_first, n_values))
@@ -562,24 +488,6 @@ class PatientNetwork(nn.Module):
         first = self.smooth.value_first
         bias = self.smooth(prefix_counts, latest)
         return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
-
-    def _add_timing(
-        self,
-        logits: torch.Tensor,
-        sources: torch.Tensor,
-        times: torch.Tensor,
-        events: torch.Tensor,
-    ) -> torch.Tensor:
-        gaps, eos = self.timing(sources, times, events)
-        g0, g1 = self.timing.gap_first, self.timing.gap_first + self.timing.n_gaps
-        parts = [
-            logits[..., :EOS],
-            logits[..., EOS : EOS + 1] + eos[..., None],
-            logits[..., EOS + 1 : g0],
-            logits[..., g0:g1] + gaps,
-            logits[..., g1:],
-        ]
-        return torch.cat(parts, dim=-1)
 
     def _add_pairs(self, logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Add ``pair_scale`` times the pair weights of ``counts`` (:func:`value_counts`)."""
@@ -647,11 +555,6 @@ class PatientNetwork(nn.Module):
                 raise DataError("this network reads each channel's last value; pass `latest`")
             pre = self.smooth.prefix_counts(prefix, logits.shape[0])
             logits = self._add_smooth(logits, pre, latest)
-            if self.config.timing_bias:
-                if counts is None:
-                    raise DataError("this network reads the events so far; pass `counts`")
-                sources = self.smooth.sources(pre, latest)
-                logits = self._add_timing(logits, sources, times, counts.sum(dim=-1))
         if self.config.pair_bias:
             if counts is None:
                 raise DataError("this network reads earlier value tokens; pass `counts`")

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from medsynth.cohort import Cohort
-from medsynth.encoding.vocabulary import EOS, build_vocabulary
+from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
-from medsynth.models.network import NetworkConfig, latest_values, value_counts
+from medsynth.models.network import NetworkConfig, latest_values
 from tests.models.conftest import (
     TINY_NET,
     fit_quickly,
@@ -132,58 +132,3 @@ def test_config_field_is_optional_and_checked():
     for bad in (0, -2.0, True):
         with pytest.raises(DataError, match="smooth_scale"):
             NetworkConfig.from_dict({"smooth_scale": bad})
-
-
-TIMED = dataclasses.replace(NET, timing_bias=True)
-
-
-def test_timing_bias_cached_steps_equal_the_full_forward_pass(small):
-    vocab = build_vocabulary(small)
-    torch.manual_seed(2)
-    net = build_network(vocab, TIMED).eval()
-    torch.nn.init.normal_(net.timing.linear.weight, std=0.3)
-    batch = simulated_batch(vocab)
-    full = forward_with_and_without(net, batch, NET)
-    latest = latest_values(batch.inputs, net.token_channel, net.n_channels)
-    counts = value_counts(batch.inputs, vocab.value_start, vocab.size - vocab.value_start)
-    prefix = batch.inputs[:, 1 : 1 + vocab.n_prefix]
-    cache: list = []
-    steps = []
-    for i in range(batch.inputs.shape[1]):
-        args = (batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache)
-        steps.append(net.step(*args, latest=latest[:, i], prefix=prefix, counts=counts[:, i]))
-    torch.testing.assert_close(torch.stack(steps, dim=1), full)
-    with pytest.raises(DataError, match="counts"):
-        net.step(*args[:3], 0, [], latest=latest[:, 0], prefix=prefix)
-
-
-def test_timing_bias_moves_only_gaps_and_the_end(small):
-    vocab = build_vocabulary(small)
-    net = build_network(vocab, TIMED).eval()
-    with torch.no_grad():
-        net.timing.linear.weight.zero_()
-        net.timing.linear.weight[2, -1] = 1.0  # end of record follows the events so far
-        net.timing.linear.weight[0, -2] = 1.0  # gap slope follows the time elapsed
-    batch = simulated_batch(vocab)
-    with torch.no_grad():
-        timed = net(batch.inputs, batch.slots, batch.times)
-        net.config = NET
-        plain = net(batch.inputs, batch.slots, batch.times)
-        net.config = TIMED
-    diff = timed - plain
-    g0, g1 = vocab.gap_first, vocab.gap_first + vocab.n_gaps
-    moved = torch.zeros(vocab.size, dtype=torch.bool)
-    moved[EOS] = True
-    moved[g0:g1] = True
-    assert torch.all(diff[..., ~moved] == 0)
-    events = (batch.inputs >= vocab.value_start).cumsum(dim=1).float()
-    expected_eos = NET.smooth_scale * events / small.limits.max_events_total
-    torch.testing.assert_close(diff[..., EOS], expected_eos.clamp(max=NET.smooth_scale))
-    assert diff[..., g0:g1].abs().sum() > 0  # the simulated records have time after zero
-
-
-def test_timing_bias_needs_the_smooth_bias(small):
-    vocab = build_vocabulary(small)
-    with pytest.raises(DataError, match="timing_bias needs smooth_bias"):
-        build_network(vocab, dataclasses.replace(TIMED, smooth_bias=False))
-    assert NetworkConfig.from_dict({"smooth_bias": True}).timing_bias is False
