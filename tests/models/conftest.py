@@ -51,6 +51,20 @@ def small_schema(max_events_per_channel: int = 3):
     return parse_schema(doc)
 
 
+def one_visit_cohort(schema, sbp: np.ndarray, glucose: np.ndarray) -> Cohort:
+    """One visit per patient holding systolic pressure and glucose (``small_schema(1)``)."""
+    ids = [f"p{i}" for i in range(len(sbp))]
+    events = pd.concat(
+        [
+            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "systolic_bp", "value": sbp}),
+            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "glucose", "value": glucose}),
+        ]
+    )
+    patients = pd.DataFrame({"patient_id": ids, "sex": "female", "age": 50.0})
+    no_conditions = pd.DataFrame(columns=["patient_id", "code", "onset"])
+    return Cohort.conform(schema, patients, events, no_conditions)[0]
+
+
 def fast_config(**changes) -> TrainConfig:
     """A tiny network, RDP accounting (fast), no pretraining: what the tests train."""
     base = TrainConfig(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from tests.models.conftest import (
     TINY_NET,
     fit_quickly,
     forward_with_and_without,
+    one_visit_cohort,
     record_sampling,
     simulated_batch,
     small_schema,
@@ -75,19 +75,10 @@ def test_sampler_feeds_the_counts_of_what_it_drew(small):
 def _cohort_where_glucose_follows_blood_pressure(schema, n: int) -> Cohort:
     """One visit each: systolic pressure high or normal, glucose high exactly when it is high."""
     rng = np.random.default_rng(0)
-    ids = [f"p{i}" for i in range(n)]
     high = rng.random(n) < 0.5
     sbp = np.where(high, rng.uniform(165, 185, n), rng.uniform(105, 120, n)).round(0)
     glucose = np.where(high, rng.uniform(180, 260, n), rng.uniform(75, 95, n)).round(0)
-    events = pd.concat(
-        [
-            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "systolic_bp", "value": sbp}),
-            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "glucose", "value": glucose}),
-        ]
-    )
-    patients = pd.DataFrame({"patient_id": ids, "sex": "female", "age": 50.0})
-    no_conditions = pd.DataFrame(columns=["patient_id", "code", "onset"])
-    return Cohort.conform(schema, patients, events, no_conditions)[0]
+    return one_visit_cohort(schema, sbp, glucose)
 
 
 def test_learns_how_one_value_moves_another():

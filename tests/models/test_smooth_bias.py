@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from tests.models.conftest import (
     TINY_NET,
     fit_quickly,
     forward_with_and_without,
+    one_visit_cohort,
     simulated_batch,
     small_schema,
 )
@@ -97,18 +97,9 @@ def test_cached_steps_equal_the_full_forward_pass(small):
 def _cohort_where_glucose_follows_blood_pressure(schema, n: int) -> Cohort:
     """One visit each: glucose rises linearly with systolic pressure, plus noise."""
     rng = np.random.default_rng(0)
-    ids = [f"p{i}" for i in range(n)]
     sbp = rng.uniform(95, 190, n).round(0)
     glucose = (70 + 1.6 * (sbp - 95) + rng.normal(0, 8, n)).clip(50, 400).round(0)
-    events = pd.concat(
-        [
-            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "systolic_bp", "value": sbp}),
-            pd.DataFrame({"patient_id": ids, "time": 0.0, "channel": "glucose", "value": glucose}),
-        ]
-    )
-    patients = pd.DataFrame({"patient_id": ids, "sex": "female", "age": 50.0})
-    no_conditions = pd.DataFrame(columns=["patient_id", "code", "onset"])
-    return Cohort.conform(schema, patients, events, no_conditions)[0]
+    return one_visit_cohort(schema, sbp, glucose)
 
 
 def test_learns_a_linear_relation_between_two_channels():
