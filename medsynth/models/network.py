@@ -251,9 +251,9 @@ class SmoothBias(nn.Module):
 
     So a channel's marginal is shaped by two numbers instead of one weight per bin, a diagnosis
     or an age band tilts every channel's distribution up or down, and a channel's value leans
-    linearly on each earlier value: the linear-by-linear association of a log-linear model, a
-    few weights per pair of channels (``4 * n_channels ** 2`` in all) where the pair bias needs
-    one per pair of bins. Tail bins that no patient reaches are pulled down together by the
+    linearly on each earlier value: the linear-by-linear association of a log-linear model, four
+    weights per pair of channels (two coefficients times seen and ``x``) where the pair bias
+    needs one per pair of bins. Tail bins that no patient reaches are pulled down together by the
     curvature instead of each carrying its own noisy weight. Everything is a function of the
     patient's own tokens and the public bins.
     """
@@ -267,11 +267,9 @@ class SmoothBias(nn.Module):
         scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.value_first, self.n_channels, self.scale = (
-            int(value_first),
-            int(n_channels),
-            float(scale),
-        )
+        self.value_first = int(value_first)
+        self.n_channels = int(n_channels)
+        self.scale = float(scale)
         chan = token_channel[self.value_first :].clone()
         x = 2.0 * token_rank.float() - 1.0  # [V], 0 for tokens that are not values
         basis = torch.stack([x, x * x - 1.0 / 3.0], dim=-1)[self.value_first :]
