@@ -255,6 +255,29 @@ def forward_with_and_without(net, batch, off: NetworkConfig) -> torch.Tensor:
     return full
 
 
+def step_through(net, batch, *, per_position: dict | None = None, **fixed) -> torch.Tensor:
+    """``net``'s logits ``[b, t, vocab]`` on ``batch``, decoded one cached step at a time.
+
+    ``per_position``: step arguments given for every position (``[b, t, ...]``), each step
+    reading its own slice; ``fixed``: step arguments that are the same at every step.
+    """
+    cache: list = []
+    per_position = per_position or {}
+    steps = [
+        net.step(
+            batch.inputs[:, i],
+            batch.slots[:, i],
+            batch.times[:, i],
+            i,
+            cache,
+            **{name: value[:, i] for name, value in per_position.items()},
+            **fixed,
+        )
+        for i in range(batch.inputs.shape[1])
+    ]
+    return torch.stack(steps, dim=1)
+
+
 def simulated_batch(vocab, n: int = 5):
     """``n`` patients simulated from ``vocab.schema`` (seed 0), encoded and batched."""
     enc = encode_cohort(vocab, simulate(vocab.schema, n, random_state=0))

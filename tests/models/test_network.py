@@ -13,7 +13,7 @@ from medsynth.models.fit import GrammarTables, make_batch, sequence_log_likeliho
 from medsynth.models.network import NetworkConfig, latest_values
 from medsynth.models.sampler import sample_batch
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET
+from tests.models.conftest import TINY_NET, step_through
 
 
 def test_cached_steps_equal_the_full_forward_pass(small):
@@ -26,14 +26,8 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     with torch.no_grad():
         full = net(batch.inputs, batch.slots, batch.times)
     latest = latest_values(batch.inputs, tables.token_channel, tables.n_channels)
-    cache: list = []
-    steps = [
-        net.step(
-            batch.inputs[:, t], batch.slots[:, t], batch.times[:, t], t, cache, None, latest[:, t]
-        )
-        for t in range(batch.inputs.shape[1])
-    ]
-    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    steps = step_through(net, batch, per_position={"latest": latest})
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
 
 
 def test_log_likelihood_is_a_sum_of_normalised_token_probabilities(small):

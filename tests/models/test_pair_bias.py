@@ -23,6 +23,7 @@ from tests.models.conftest import (
     record_sampling,
     simulated_batch,
     small_schema,
+    step_through,
 )
 
 NET = dataclasses.replace(
@@ -49,14 +50,8 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     counts = value_counts(batch.inputs, vocab.value_start, vocab.size - vocab.value_start)
     assert counts.sum() > 0  # the cohort has values, so the bias is exercised
     full = forward_with_and_without(net, batch, dataclasses.replace(NET, pair_bias=False))
-    cache: list = []
-    steps = [
-        net.step(
-            batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache, counts=counts[:, i]
-        )
-        for i in range(batch.inputs.shape[1])
-    ]
-    torch.testing.assert_close(torch.stack(steps, dim=1), full)
+    steps = step_through(net, batch, per_position={"counts": counts})
+    torch.testing.assert_close(steps, full)
     with pytest.raises(DataError, match="counts"):
         net.step(batch.inputs[:, 0], batch.slots[:, 0], batch.times[:, 0], 0, [])
 

@@ -21,6 +21,7 @@ from tests.models.conftest import (
     forward_with_and_without,
     record_sampling,
     simulated_batch,
+    step_through,
 )
 
 NET = dataclasses.replace(TINY_NET, prefix_bias=True, transition_steps=0, smooth_bias=False)
@@ -34,13 +35,9 @@ def test_cached_steps_equal_the_full_forward_pass_after_the_prefix(small):
     batch = simulated_batch(vocab)
     prefix = batch.inputs[:, 1 : 1 + vocab.n_prefix]
     full = forward_with_and_without(net, batch, dataclasses.replace(NET, prefix_bias=False))
-    cache: list = []
-    steps = [
-        net.step(batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache, prefix=prefix)
-        for i in range(batch.inputs.shape[1])
-    ]
+    steps = step_through(net, batch, prefix=prefix)
     after = slice(vocab.n_prefix, None)  # from the position after the last prefix token on
-    torch.testing.assert_close(torch.stack(steps, dim=1)[:, after], full[:, after])
+    torch.testing.assert_close(steps[:, after], full[:, after])
 
 
 def _cohort_where_a_condition_raises_glucose(schema, n: int) -> Cohort:

@@ -4,6 +4,7 @@ without it."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -15,6 +16,7 @@ from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
 from medsynth.models.network import NetworkConfig, latest_values
+from medsynth.schema import parse_schema
 from tests.models.conftest import (
     TINY_NET,
     fit_quickly,
@@ -22,6 +24,7 @@ from tests.models.conftest import (
     one_visit_cohort,
     simulated_batch,
     small_schema,
+    step_through,
 )
 
 NET = dataclasses.replace(TINY_NET, smooth_bias=True, prefix_bias=False, transition_steps=0)
@@ -84,12 +87,8 @@ def test_cached_steps_equal_the_full_forward_pass(small):
     full = forward_with_and_without(net, batch, dataclasses.replace(NET, smooth_bias=False))
     latest = latest_values(batch.inputs, net.token_channel, net.n_channels)
     prefix = batch.inputs[:, 1 : 1 + vocab.n_prefix]
-    cache: list = []
-    steps = []
-    for i in range(batch.inputs.shape[1]):
-        args = (batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache)
-        steps.append(net.step(*args, latest=latest[:, i], prefix=prefix))
-    torch.testing.assert_close(torch.stack(steps, dim=1), full)
+    steps = step_through(net, batch, per_position={"latest": latest}, prefix=prefix)
+    torch.testing.assert_close(steps, full)
     with pytest.raises(DataError, match="latest"):
         net.step(batch.inputs[:, 0], batch.slots[:, 0], batch.times[:, 0], 0, [])
 
@@ -123,3 +122,16 @@ def test_config_field_is_optional_and_checked():
     for bad in (0, -2.0, True):
         with pytest.raises(DataError, match="smooth_scale"):
             NetworkConfig.from_dict({"smooth_scale": bad})
+
+
+@pytest.mark.parametrize("part", ["transition_steps", "prefix_bias", "pair_bias", "smooth_bias"])
+def test_each_output_bias_refuses_a_schema_without_channels(part):
+    doc = copy.deepcopy(small_schema(1).raw)
+    doc["channels"], doc["measurement_groups"] = [], []
+    vocab = build_vocabulary(parse_schema(doc))
+    off = {"transition_steps": 0, "prefix_bias": False, "pair_bias": False, "smooth_bias": False}
+    on = 2 if part == "transition_steps" else True
+    config = dataclasses.replace(TINY_NET, **{**off, part: on})
+    with pytest.raises(DataError, match=f"{part} needs a schema with at least one channel"):
+        build_network(vocab, config)
+    build_network(vocab, dataclasses.replace(TINY_NET, **off))  # without them it builds

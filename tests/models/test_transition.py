@@ -15,7 +15,13 @@ from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network
 from medsynth.models.network import NetworkConfig, latest_values
-from tests.models.conftest import TINY_NET, fit_quickly, record_sampling, simulated_batch
+from tests.models.conftest import (
+    TINY_NET,
+    fit_quickly,
+    record_sampling,
+    simulated_batch,
+    step_through,
+)
 
 STEPS = 2
 # Scale 1 and no prefix bias, so the weights read directly as logits.
@@ -71,14 +77,8 @@ def test_cached_steps_equal_the_full_forward_pass(small):
         full = net(batch.inputs, batch.slots, batch.times)
         plain = dataclasses.replace(NET, transition_steps=0)
         assert not torch.allclose(full, _without_bias(net, plain, batch))  # the bias is live
-    cache: list = []
-    steps = [
-        net.step(
-            batch.inputs[:, i], batch.slots[:, i], batch.times[:, i], i, cache, None, latest[:, i]
-        )
-        for i in range(batch.inputs.shape[1])
-    ]
-    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    steps = step_through(net, batch, per_position={"latest": latest})
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
     with pytest.raises(DataError, match="latest"):
         net.step(batch.inputs[:, 0], batch.slots[:, 0], batch.times[:, 0], 0, [])
 
