@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medsynth._io import atomic_write_bytes
+from medsynth.core.canonical import canonical_form_of, canonical_json
+from medsynth.core.hashing import digest_file, sha256_hex
 from medsynth.errors import DataError, MedsynthError, VerificationError
-from medsynth.report.canonical import canonical_json, digest_file, sha256_hex
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -309,10 +310,10 @@ def _load_canonical(data: bytes, what: str, where: Path) -> Any:
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(where, f"malformed {what}: not UTF-8 JSON ({exc})") from None
     try:
-        canonical = canonical_json(doc)
+        canonical_json(doc)
     except MedsynthError as exc:
         raise _fail(where, f"malformed {what}: {exc}") from None
-    if canonical != data:
+    if canonical_form_of(data) is None:  # RFC 8785, or the 0.1 form (the same bytes here)
         raise _fail(
             where,
             f"malformed {what}: not in canonical JSON form (sorted keys, no "

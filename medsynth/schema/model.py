@@ -180,10 +180,14 @@ class DatasetSchema:
         return json.loads(json.dumps(self.raw))
 
     def canonical_json(self) -> bytes:
-        """Sorted-key, compact UTF-8 JSON of the document: stable across runs and machines."""
-        return json.dumps(
-            self.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        """Sorted-key, compact UTF-8 JSON of the document: stable across runs and machines.
+
+        The schema's hash is defined on medsynth 0.1's canonical form (not RFC 8785), so the
+        schema hashes recorded in models, cohorts and manifests written then stay valid.
+        """
+        from medsynth.core.canonical import LEGACY, canonical_json
+
+        return canonical_json(self.raw, form=LEGACY)
 
     @cached_property
     def sha256(self) -> str:

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medsynth.core.canonical import canonical_json
+from medsynth.core.hashing import sha256_hex
 from medsynth.errors import DataError, VerificationError
-from medsynth.report.canonical import canonical_json, sha256_hex
 from medsynth.report.signing import (
     PAYLOAD_TYPE,
     SIGNATURE_NAME,
