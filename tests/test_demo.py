@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import medsynth.privacy.training as training
+import medsynth.pipeline.train as training
 from medsynth.cohort import Cohort
-from medsynth.demo import STEPS, run_demo
+from medsynth.pipeline.demo import STEPS, run_demo
 
 
 @pytest.mark.slow

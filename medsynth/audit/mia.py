@@ -31,7 +31,6 @@ hold only aggregates (rates, ROC points, score histograms), never a record.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +62,13 @@ HISTOGRAM_BINS = 20
 
 
 def accounted_privacy(model_dir: Path | None) -> tuple[float | None, float | None]:
-    """``(epsilon, delta)`` of the artifact's privacy record, or ``(None, None)`` without one."""
-    if model_dir is None:
+    """``(epsilon, delta)`` of the artifact's checked privacy record, or ``(None, None)`` without
+    one (or for a model trained without privacy)."""
+    if model_dir is None or not (Path(model_dir) / "privacy.json").is_file():
         return None, None
-    path = Path(model_dir) / "privacy.json"
-    if not path.is_file():
-        return None, None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the privacy record: {exc}") from None
+    from medsynth.models.artifact import read_privacy_document
+
+    record = read_privacy_document(model_dir)
 
     def number(key: str) -> float | None:
         value = record.get(key)

@@ -86,8 +86,8 @@ def audit(
     """
     from medsynth.audit.base import AuditInputs
     from medsynth.audit.policy import load_policy
-    from medsynth.audit.run import run_audit
     from medsynth.errors import AuditFailed
+    from medsynth.pipeline.audit import run_audit
     from medsynth.sources import open_source
 
     chosen = load_policy(policy)
@@ -108,7 +108,7 @@ def audit(
         key_path=key,
         progress=progress,
         overwrite=overwrite,
-        seed=seed,
+        random_state=seed,
         ledger=ledger,
     )
     for check in report.checks:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from medsynth.cli import MedsynthGroup
+from medsynth.cli.options import echo_chain
 from medsynth.errors import DataError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -66,6 +67,9 @@ def dataset_fingerprint(value: str) -> str:
         f"DATASET {value!r} is neither an existing cohort folder, tables folder or FHIR source, "
         "nor a dataset fingerprint (64 hex digits, as `medsynth ingest` prints it)"
     )
+
+
+_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 @click.group(cls=MedsynthGroup)
@@ -138,13 +142,37 @@ def show(dataset: str | None, ledger: Path | None, as_json: bool) -> None:
 
 @budget.command()
 @ledger_option
-def verify(ledger: Path | None) -> None:
-    """Check the whole ledger: hashes, chain, completeness. Exit 3 if it is damaged."""
+@click.option(
+    "--model",
+    type=_DIR,
+    default=None,
+    help="A model folder: check that the ledger settles its charge with its model hash and "
+    "that its privacy.json states what was charged.",
+)
+@click.option(
+    "--export", type=_DIR, default=None, help="A FHIR export folder: check its manifest's model."
+)
+@click.option(
+    "--report", type=_DIR, default=None, help="An audit report folder: check its model."
+)
+def verify(
+    ledger: Path | None, model: Path | None, export: Path | None, report: Path | None
+) -> None:
+    """Check the whole ledger: hashes, chain, completeness. Exit 3 if it is damaged.
+
+    With --model, --export or --report, also check that they and the ledger name one model
+    hash (exit 5 if they do not).
+    """
     from medsynth.privacy.ledger import Ledger
 
     book = Ledger(ledger)
     n = book.verify()
     click.echo(f"ledger {book.path} is intact: {n} events, hash chain verified")
+    if model is None and export is None and report is None:
+        return
+    from medsynth.pipeline.provenance import check_chain
+
+    echo_chain(check_chain(model=model, ledger=book, export=export, report=report))
 
 
 def _pick(value: str, known: list[str]) -> str:
@@ -163,10 +191,12 @@ def _pick(value: str, known: list[str]) -> str:
 def _dataset_report(book: Any, fp: str, events: list[Any]) -> dict[str, Any]:
     mine = [e for e in events if e.dataset == fp]
     artifacts = {
-        e.payload["charge_id"]: e.payload["artifact_sha256"] for e in mine if e.type == "artifact"
+        e.payload["charge_id"]: e.payload.get("model_sha256", e.payload.get("artifact_sha256"))
+        for e in mine
+        if e.type == "artifact"
     }
     releases = [
-        {"id": e.id, "time": e.time, **e.payload, "artifact_sha256": artifacts.get(e.id)}
+        {"id": e.id, "time": e.time, **e.payload, "model_sha256": artifacts.get(e.id)}
         for e in mine
         if e.type == "charge"
     ]
@@ -185,10 +215,10 @@ def _dataset_text(item: dict[str, Any]) -> str:
         f"delta {item['spent_delta']:.3g} in {item['charges']} release(s)",
     ]
     for r in item["releases"]:
-        artifact = (r["artifact_sha256"] or "none (run failed or still running)")[:16]
+        artifact = (r["model_sha256"] or "none (run failed or still running)")[:16]
         lines.append(
             f"  - {r['time'][:19]}Z epsilon {r['epsilon']:.6g} delta {r['delta']:.3g} "
             f"({r['accountant']}; q={r['sample_rate']:.6g}, sigma={r['noise_multiplier']:.6g}, "
-            f"steps={r['steps']}) artifact {artifact}" + (f" [{r['label']}]" if r["label"] else "")
+            f"steps={r['steps']}) model {artifact}" + (f" [{r['label']}]" if r["label"] else "")
         )
     return "\n".join(lines)

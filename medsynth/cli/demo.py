@@ -58,13 +58,13 @@ def demo(
 
     No real data is needed: the source is simulated from the shipped general-adult schema.
     """
-    from medsynth.demo import STEPS, run_demo
+    from medsynth.pipeline.demo import STEPS, run_demo
 
     click.echo(f"medsynth demo: {len(STEPS)} steps into {out}")
     ctx = run_demo(
         out,
         patients=patients,
-        seed=seed,
+        random_state=seed,
         progress=progress,
         echo=click.echo,
         epsilon=epsilon,

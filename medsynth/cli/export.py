@@ -37,7 +37,7 @@ def export(cohort_dir, out, fmt, seed, overwrite, progress) -> None:
     from medsynth.fhir.write import write_fhir
 
     manifest = write_fhir(
-        cohort, out, format=fmt, seed=seed, overwrite=overwrite, progress=progress
+        cohort, out, format=fmt, random_state=seed, overwrite=overwrite, progress=progress
     )
     click.echo(f"{manifest.total} FHIR resources ({_counts(manifest)}) written to {out}")
 

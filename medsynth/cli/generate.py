@@ -60,10 +60,10 @@ def generate(
     Sampling is post-processing of the DP model: it costs no privacy budget. The FHIR
     manifest records the model hash and its epsilon. Deterministic for a seed.
     """
-    from medsynth.generate import generate as run
-    from medsynth.generate import generate_cohort, release_info
     from medsynth.models.artifact import load_model
     from medsynth.models.conditions import parse_condition_text
+    from medsynth.pipeline.generate import generate as run
+    from medsynth.pipeline.generate import generate_cohort, release_info
 
     fixed = dict(parse_condition_text(text) for text in conditions)
     model = load_model(model_dir, device=device)
@@ -71,7 +71,12 @@ def generate(
         from medsynth.tabular import write_tables
 
         cohort = generate_cohort(
-            model, n_patients, seed=seed, conditions=fixed, batch_size=batch_size, device=device
+            model,
+            n_patients,
+            random_state=seed,
+            conditions=fixed,
+            batch_size=batch_size,
+            device=device,
         )
         write_tables(cohort, out, format=fmt, overwrite=overwrite)
         click.echo(f"{cohort.n_patients} synthetic patients written as {fmt} tables to {out}")
@@ -81,14 +86,19 @@ def generate(
     chunks = run(
         model,
         n_patients,
-        seed=seed,
+        random_state=seed,
         conditions=fixed,
         batch_size=batch_size,
         device=device,
         progress=progress,
     )
     manifest = write_fhir(
-        chunks, out, format=fmt, seed=seed, overwrite=overwrite, manifest_extra=release_info(model)
+        chunks,
+        out,
+        format=fmt,
+        random_state=seed,
+        overwrite=overwrite,
+        manifest_extra=release_info(model),
     )
     click.echo(
         f"{n_patients} synthetic patients, {manifest.total} FHIR resources written to "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,5 +85,17 @@ __all__ = [
     "overwrite_option",
     "progress_option",
     "schema_option",
+    "echo_chain",
     "seed_option",
 ]
+
+
+def echo_chain(chain: Any) -> None:
+    """Print a provenance check; raise VerificationError (exit 5) unless every link holds."""
+    from medsynth.errors import VerificationError
+
+    for line in chain.lines():
+        click.echo(line)
+    if not chain.ok:
+        raise VerificationError("the records do not name one model; see the lines marked FAIL")
+    click.echo("provenance verified: every record names the same model")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from medsynth.cli import MedsynthGroup
+from medsynth.cli.options import echo_chain
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -26,11 +27,31 @@ def report() -> None:
     help="The signer's public key (medsynth-signing.pub), obtained apart from the "
     "report. Without it only integrity against the embedded key is checked.",
 )
-def verify(report_dir: Path, key: Path | None) -> None:
+@click.option(
+    "--model", type=_DIR, default=None, help="The model folder the report should name."
+)
+@click.option(
+    "--ledger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The privacy ledger that should settle that model's charge.",
+)
+@click.option(
+    "--export", type=_DIR, default=None, help="A FHIR export folder that should name the model."
+)
+def verify(
+    report_dir: Path,
+    key: Path | None,
+    model: Path | None,
+    ledger: Path | None,
+    export: Path | None,
+) -> None:
     """Check that REPORT_DIR is byte for byte what was signed.
 
     Exit code 0 when every file matches the signed statement and the signature is valid
-    (and made by --key when given); 5, naming what failed, otherwise.
+    (and made by --key when given); 5, naming what failed, otherwise. With --model, --ledger
+    or --export, also check that the report, the model's privacy record, the ledger and the
+    export all name one model hash.
     """
     from medsynth.report.signing import verify_report
 
@@ -44,6 +65,11 @@ def verify(report_dir: Path, key: Path | None) -> None:
             f"intact: {len(result.files)} files match the signature of key "
             f"{result.key_id}; pass --key PUB to check who signed"
         )
+    if model is None and ledger is None and export is None:
+        return
+    from medsynth.pipeline.provenance import check_chain
+
+    echo_chain(check_chain(model=model, ledger=ledger, export=export, report=report_dir))
 
 
 @report.command("sign")

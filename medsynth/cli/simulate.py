@@ -56,7 +56,7 @@ def simulate(schema, n_patients, out, fmt, seed, overwrite, progress) -> None:
         simulate_chunks(schema, n_patients, random_state=seed),
         out,
         format=fmt,
-        seed=seed,
+        random_state=seed,
         overwrite=overwrite,
         progress=progress,
         manifest_extra={"source": "medsynth simulate"},

@@ -35,7 +35,8 @@ DEFAULT_MODE = "ew"
     "--ledger",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Privacy ledger file; default $MEDSYNTH_LEDGER or the user data folder.",
+    help="Privacy ledger file; default $MEDSYNTH_LEDGER, else ledger.jsonl in the user data "
+    "folder (the command prints which one it charged).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="DP-SGD epochs.")
 @click.option(
@@ -75,6 +76,11 @@ DEFAULT_MODE = "ew"
     help="Seeds the public parts (initialisation, pretraining); never the DP noise.",
 )
 @click.option("--label", default="", help="Free text stored with the ledger event.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show the training loss on the progress bar (a figure of the private data).",
+)
 @overwrite_option
 @progress_option
 def train(
@@ -92,6 +98,7 @@ def train(
     grad_sample_mode,
     seed,
     label,
+    verbose,
     overwrite,
     progress,
 ) -> None:
@@ -103,9 +110,11 @@ def train(
     processes: torchrun --nproc_per_node 2 -m medsynth train ...
     """
     from medsynth.models.plan import TrainConfig
-    from medsynth.privacy.training import train as run
+    from medsynth.pipeline.train import train as run
+    from medsynth.privacy.ledger import default_ledger_path
     from medsynth.sources import open_source
 
+    ledger = ledger if ledger is not None else default_ledger_path()
     opened = open_source(sources, schema, progress=progress)
     cohort = opened.cohort
     path = run(
@@ -117,7 +126,8 @@ def train(
         epochs=epochs,
         batch_size=batch_size,
         device=device,
-        seed=seed,
+        random_state=seed,
+        verbose=verbose,
         pretrain_patients=pretrain_patients,
         progress=progress,
         overwrite=overwrite,
@@ -131,7 +141,8 @@ def train(
         click.echo(
             f"model written to {path} ({cohort.n_patients} patients, epsilon "
             f"{model.epsilon:.4g} at delta {model.delta:.3g}, accountant "
-            f"{model.privacy.get('accountant')}, model sha256 {model.sha256[:16]})"
+            f"{model.privacy['accountant']}, model sha256 {model.sha256[:16]}; charged to "
+            f"{ledger})"
         )
 
 

@@ -381,7 +381,7 @@ def write_fhir(
     out_dir: str | Path,
     *,
     format: Layout = "ndjson",
-    seed: int = 0,
+    random_state: int = 0,
     patients_per_bundle: int = 100,
     manifest_extra: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -394,7 +394,8 @@ def write_fhir(
     Args:
         format: ``"ndjson"`` (one ``<Type>.ndjson`` per resource type) or ``"bundle"``
             (transaction Bundles of ``patients_per_bundle`` patients).
-        seed: seeds every invented value (ids, names, start dates, birth days).
+        random_state: seeds every invented value (ids, names, start dates, birth days); the
+            manifest records it as ``seed``.
         manifest_extra: a JSON object stored as ``extension.medsynth.extra`` in the manifest
             (for example the model hash and epsilon of a synthetic release).
         transaction_time: the manifest's ``transactionTime``; default: now (UTC).
@@ -411,7 +412,7 @@ def write_fhir(
     writer = FhirWriter(
         out_dir,
         format=format,
-        seed=seed,
+        seed=random_state,
         patients_per_bundle=patients_per_bundle,
         manifest_extra=manifest_extra,
         overwrite=overwrite,

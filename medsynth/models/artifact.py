@@ -4,14 +4,23 @@
 ``torch.load(weights_only=True)``); ``config.json`` embeds the dataset schema, the encoding and
 network sizes and the training hyper-parameters; ``privacy.json`` is the privacy record from
 which anyone can recompute epsilon. Nothing else is stored: no training records and no
-statistic of the training data. The artifact's hash (:func:`artifact_sha256`) covers every
-file and is what the privacy ledger and the FHIR manifest name.
+statistic of the training data.
+
+**The model hash** (:func:`model_sha256`) is computed once, over what defines the model: the
+tree digest (:func:`medsynth.core.hashing.tree_digest`) of ``config.json`` and ``weights.pt``.
+``privacy.json`` is not part of it; instead it names the hash (``model_sha256``), in canonical
+JSON (RFC 8785), so the record is bound to the weights it describes. The same hash is recorded
+by the ledger's artifact event, the FHIR export manifest and the audit report; loading a model
+whose ``privacy.json`` names another hash fails. Artifacts written by medsynth 0.1 have an
+indented ``privacy.json`` without ``model_sha256``; they still load (:attr:`PatientModel.legacy`),
+and their ledger entries name :func:`legacy_artifact_sha256`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +30,8 @@ import torch
 
 from medsynth._io import atomic_dir
 from medsynth.cohort import Cohort, Source
+from medsynth.core.canonical import JCS, canonical_form_of, canonical_json
+from medsynth.core.hashing import hash_tree, tree_digest
 from medsynth.encoding.decode import decode_patients
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EncodingConfig, Vocabulary, build_vocabulary
@@ -33,16 +44,23 @@ from medsynth.models.sampler import sample_batch
 from medsynth.schema import parse_schema
 
 __all__ = [
+    "MODEL_FILES",
     "MODEL_FORMAT",
+    "PRIVACY_FORMAT",
     "PatientModel",
-    "artifact_sha256",
     "build_network",
+    "legacy_artifact_sha256",
     "load_model",
+    "model_sha256",
+    "privacy_document",
+    "read_privacy_document",
     "save_artifact",
 ]
 
 MODEL_FORMAT = "medsynth.model/1"
+PRIVACY_FORMAT = "medsynth.privacy/2"  # canonical JSON naming model_sha256; 0.1 had no format
 WEIGHTS, CONFIG, PRIVACY = "weights.pt", "config.json", "privacy.json"
+MODEL_FILES = (CONFIG, WEIGHTS)  # what the model hash covers
 
 
 def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
@@ -62,8 +80,21 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
     )
 
 
-def artifact_sha256(path: str | Path) -> str:
-    """sha256 over the sorted (file name, file sha256) lines of the artifact folder."""
+def model_sha256(path: str | Path) -> str:
+    """The model hash: the tree digest of ``config.json`` and ``weights.pt`` (not privacy.json).
+
+    Raises:
+        DataError: one of the two files is missing.
+    """
+    return tree_digest(hash_tree(path, only=MODEL_FILES))
+
+
+def legacy_artifact_sha256(path: str | Path) -> str:
+    """The hash medsynth 0.1 recorded in the ledger: every file of the folder, privacy.json too.
+
+    SHA-256 over the sorted lines ``name NUL file-sha256 LF``; only used to match an artifact
+    written then against its ledger entry.
+    """
     folder = Path(path)
     h = hashlib.sha256()
     for f in sorted(p for p in folder.iterdir() if p.is_file()):
@@ -75,16 +106,70 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def privacy_document(record: Any, *, model_hash: str) -> dict[str, Any]:
+    """The content of ``privacy.json``: the privacy record's fields, its format and the model
+    hash it belongs to. ``record`` None marks a model trained without privacy (benchmarks and
+    tests), which is not releasable."""
+    if record is None:
+        body: dict[str, Any] = {"mechanism": "none", "releasable": False}
+    else:
+        body = {**record.to_dict(), "releasable": True}
+    return {**body, "format": PRIVACY_FORMAT, "model_sha256": model_hash}
+
+
+def read_privacy_document(folder: str | Path) -> dict[str, Any]:
+    """Read ``privacy.json`` of an artifact and check it belongs to the folder's weights.
+
+    A current record must be canonical JSON naming the model hash of the folder; a 0.1 record
+    (no ``format``) is returned as it is, marked ``{"format": None}``.
+
+    Raises:
+        DataError: unreadable, not canonical, or naming another model hash: the record was
+            edited or moved to another model, and must not be trusted.
+    """
+    path = Path(folder) / PRIVACY
+    try:
+        data = path.read_bytes()
+        doc = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the privacy record: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: the privacy record is not a JSON object")
+    if "format" not in doc:
+        return {**doc, "format": None}
+    if doc["format"] != PRIVACY_FORMAT:
+        raise DataError(f"{path}: format {doc['format']!r} is not {PRIVACY_FORMAT!r}")
+    if canonical_form_of(data, forms=(JCS,)) is None:
+        raise DataError(
+            f"{path}: not in canonical JSON form: the privacy record was edited after training "
+            "and must not be trusted; use the artifact as written by 'medsynth train'"
+        )
+    actual = model_sha256(folder)
+    if doc.get("model_sha256") != actual:
+        raise DataError(
+            f"{path}: names model {str(doc.get('model_sha256'))[:16]}… but the weights and "
+            f"config of {Path(folder)} hash to {actual[:16]}…: the record belongs to another "
+            "model or the model was changed; it must not be trusted"
+        )
+    return doc
+
+
 def save_artifact(
     out: str | Path,
     *,
     vocab: Vocabulary,
     net: PatientNetwork,
     training: Mapping[str, Any],
-    privacy: Mapping[str, Any],
+    privacy: Any,
     overwrite: bool = False,
 ) -> Path:
-    """Write the artifact folder atomically (weights, config, privacy record)."""
+    """Write the artifact folder atomically (weights, config, then the privacy record naming
+    their hash).
+
+    Args:
+        privacy: the :class:`medsynth.privacy.accounting.PrivacyRecord` of the DP-SGD run, or
+            None for a model trained without privacy (marked not releasable).
+    """
     config = {
         "format": MODEL_FORMAT,
         "schema": vocab.schema.to_dict(),
@@ -98,7 +183,8 @@ def save_artifact(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         torch.save(state, tmp / WEIGHTS)
         (tmp / CONFIG).write_text(_dumps(config), encoding="utf-8")
-        (tmp / PRIVACY).write_text(_dumps(privacy), encoding="utf-8")
+        doc = privacy_document(privacy, model_hash=model_sha256(tmp))
+        (tmp / PRIVACY).write_bytes(canonical_json(doc))
     return Path(out)
 
 
@@ -132,12 +218,23 @@ class PatientModel:
         return self.vocab.schema
 
     @property
+    def releasable(self) -> bool:
+        """True for a DP-SGD model; False for one trained without privacy."""
+        return self.privacy.get("mechanism", "dp-sgd") == "dp-sgd"
+
+    @property
+    def legacy(self) -> bool:
+        """True for an artifact written by medsynth 0.1 (its privacy.json names no model hash)."""
+        return self.privacy.get("format") is None
+
+    @property
     def epsilon(self) -> float:
-        return float(self.privacy["epsilon"])
+        """The accounted epsilon; infinite for a model trained without privacy."""
+        return float(self.privacy["epsilon"]) if self.releasable else math.inf
 
     @property
     def delta(self) -> float:
-        return float(self.privacy["delta"])
+        return float(self.privacy["delta"]) if self.releasable else 1.0
 
     def sample(
         self,
@@ -195,11 +292,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> PatientModel:
-    """Load an artifact folder; weights with ``torch.load(weights_only=True)``."""
+    """Load an artifact folder; weights with ``torch.load(weights_only=True)``.
+
+    The privacy record is checked against the weights first (:func:`read_privacy_document`):
+    a record naming another model hash, or edited out of canonical form, is refused.
+    """
     folder = Path(path)
     missing = [n for n in (WEIGHTS, CONFIG, PRIVACY) if not (folder / n).is_file()]
     if missing:
         raise DataError(f"{folder}: not a medsynth model folder (missing {', '.join(missing)})")
+    privacy = read_privacy_document(folder)
     config = _read_json(folder / CONFIG)
     if config.get("format") != MODEL_FORMAT:
         raise DataError(
@@ -222,8 +324,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> PatientM
         vocab=vocab,
         net=net,
         config=config,
-        privacy=_read_json(folder / PRIVACY),
+        privacy=privacy,
         path=folder,
-        sha256=artifact_sha256(folder),
+        sha256=model_sha256(folder),
         device=dev,
     )

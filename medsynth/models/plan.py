@@ -1,6 +1,6 @@
 """Training hyper-parameters and how their defaults follow from public facts.
 
-:class:`TrainConfig` groups every knob of :func:`medsynth.privacy.training.train`.
+:class:`TrainConfig` groups every knob of :func:`medsynth.pipeline.train.train`.
 :func:`plan_schedule` turns it and the cohort size into the DP-SGD schedule: the Poisson sample
 rate is ``1/k`` for a whole number ``k`` of steps per epoch (so Opacus' data loader, accountant
 and ours agree exactly), and the step count is ``epochs * k``. Only the number of patients is

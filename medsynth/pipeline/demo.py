@@ -5,11 +5,10 @@ as FHIR, reads it back as a real export would be read, splits the patients into 
 side and a holdout side that training never sees, trains the generator on the training side
 under DP-SGD (charged to a ledger kept inside the demo folder), generates synthetic patients
 and writes them as FHIR, then audits them against both sides and signs the report. Each step
-is a function of a :class:`DemoContext` that records the
-paths it wrote and a one-line summary, so the pipeline grows by appending steps to
-:data:`STEPS` (an audit step reads ``train_dir``, ``holdout_dir``, ``synthetic_dir``,
-``model_dir``, ``schema`` and ``out`` from the context, and the matching cohorts from
-``artifacts``).
+is a function of a :class:`DemoContext` that records the paths it wrote and a one-line summary,
+so the demo grows by appending steps to :data:`STEPS`. Every step calls the same pipeline
+functions the commands call (:mod:`medsynth.pipeline.train`, :mod:`~medsynth.pipeline.generate`,
+:mod:`~medsynth.pipeline.audit`).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ class DemoContext:
     out: Path
     schema: DatasetSchema
     patients: int
-    seed: int
+    random_state: int
     progress: bool
     echo: Callable[[str], None]
     artifacts: dict[str, Any] = field(default_factory=dict)
@@ -62,13 +61,13 @@ def step_simulate_source(ctx: DemoContext) -> None:
     from medsynth.fhir.write import write_fhir
     from medsynth.simulate import simulate
 
-    cohort = simulate(ctx.schema, ctx.patients, random_state=ctx.seed)
+    cohort = simulate(ctx.schema, ctx.patients, random_state=ctx.random_state)
     path = ctx.out / "source-fhir"
     manifest = write_fhir(
         cohort,
         path,
         format="ndjson",
-        seed=ctx.seed,
+        random_state=ctx.random_state,
         progress=ctx.progress,
         manifest_extra={"source": "medsynth simulate (demo source)"},
     )
@@ -98,7 +97,9 @@ def step_ingest(ctx: DemoContext) -> None:
 
 def step_split(ctx: DemoContext) -> None:
     """Split the patients into a training side and a holdout side (seeded, patient level)."""
-    train, holdout = ctx.artifacts["source"].split(ctx.holdout_fraction, random_state=ctx.seed)
+    train, holdout = ctx.artifacts["source"].split(
+        ctx.holdout_fraction, random_state=ctx.random_state
+    )
     ctx.train_dir = train.save(ctx.out / "train-cohort")
     ctx.holdout_dir = holdout.save(ctx.out / "holdout-cohort")
     ctx.artifacts["train"], ctx.artifacts["holdout"] = train, holdout
@@ -106,14 +107,14 @@ def step_split(ctx: DemoContext) -> None:
     ctx.paths["holdout cohort (private, never trained on; for the audit)"] = ctx.holdout_dir
     ctx.summary.append(
         f"{train.n_patients} patients for training, {holdout.n_patients} held out "
-        f"({ctx.holdout_fraction:.0%}, seed {ctx.seed})"
+        f"({ctx.holdout_fraction:.0%}, random_state {ctx.random_state})"
     )
 
 
 def step_train(ctx: DemoContext) -> None:
     """Train the generator on the training side with DP-SGD, charged to the demo's ledger."""
     from medsynth.models.artifact import load_model
-    from medsynth.privacy.training import train
+    from medsynth.pipeline.train import train
 
     ctx.ledger_path = ctx.out / "ledger" / "ledger.jsonl"
     ctx.model_dir = train(
@@ -124,7 +125,7 @@ def step_train(ctx: DemoContext) -> None:
         epochs=ctx.epochs,
         pretrain_patients=ctx.pretrain_patients,
         device=ctx.device,
-        seed=ctx.seed,
+        random_state=ctx.random_state,
         config=ctx.train_config,
         progress=ctx.progress,
         label="medsynth demo",
@@ -135,27 +136,27 @@ def step_train(ctx: DemoContext) -> None:
     ctx.paths["privacy ledger of the demo"] = ctx.ledger_path
     ctx.summary.append(
         f"DP-SGD model trained: epsilon {model.epsilon:.3g} at delta {model.delta:.2g} "
-        f"({model.privacy.get('accountant')} accountant, {model.privacy.get('steps')} steps, "
-        f"noise multiplier {model.privacy.get('noise_multiplier', float('nan')):.3g})"
+        f"({model.privacy['accountant']} accountant, {model.privacy['steps']} steps, "
+        f"noise multiplier {model.privacy['noise_multiplier']:.3g}; model {model.sha256[:12]})"
     )
 
 
 def step_generate(ctx: DemoContext) -> None:
     """Generate synthetic patients from the model and write them as FHIR bulk ndjson."""
     from medsynth.fhir.write import write_fhir
-    from medsynth.generate import generate_cohort, release_info
     from medsynth.models.artifact import load_model
+    from medsynth.pipeline.generate import generate_cohort, release_info
 
     model = load_model(ctx.model_dir, device=ctx.device)
     n = ctx.synthetic_patients or ctx.artifacts["train"].n_patients
-    synthetic = generate_cohort(model, n, seed=ctx.seed, device=ctx.device)
+    synthetic = generate_cohort(model, n, random_state=ctx.random_state, device=ctx.device)
     ctx.synthetic_cohort_dir = synthetic.save(ctx.out / "synthetic-cohort")
     ctx.synthetic_dir = ctx.out / "synthetic-fhir"
     manifest = write_fhir(
         synthetic,
         ctx.synthetic_dir,
         format="ndjson",
-        seed=ctx.seed,
+        random_state=ctx.random_state,
         progress=ctx.progress,
         manifest_extra=release_info(model),
     )
@@ -169,10 +170,81 @@ def step_generate(ctx: DemoContext) -> None:
 
 
 def step_audit(ctx: DemoContext) -> None:
-    """Audit the synthetic patients against training and holdout patients; sign the report."""
-    from medsynth.audit.run import demo_step_audit
+    """Audit the synthetic patients against training and holdout patients; sign the report.
 
-    demo_step_audit(ctx)
+    Reads from ``ctx``: ``out``, ``schema``, ``random_state``, ``progress``, ``echo``, and in
+    ``ctx.artifacts``:
+
+    * ``"synthetic"``: the generated cohort; without it the step is skipped with a note;
+    * ``"train"`` and ``"holdout"``: the real patients the model was trained on and the real
+      patients held out before training. The holdout must never have been seen by the model:
+      the step refuses to invent one by splitting the source afterwards;
+    * optional ``"model_dir"`` (the model artifact folder: hashed, its privacy record shown)
+      and ``"ledger"`` (the privacy ledger or its path: the source's events are embedded).
+
+    Writes a new key pair to ``ctx.out / "keys"`` (private key mode 0600) unless
+    ``ctx.artifacts["signing_key"]`` names one, audits under the shipped default policy into
+    ``ctx.out / "audit"``, signs the report and prints where to open it and how to verify it.
+    Sets ``ctx.artifacts["audit"]`` to the :class:`AuditReport`.
+
+    Raises:
+        DataError: synthetic patients exist but no training or holdout cohort was kept.
+    """
+    from medsynth.audit.base import AuditInputs
+    from medsynth.audit.policy import load_policy
+    from medsynth.errors import DataError
+    from medsynth.pipeline.audit import run_audit
+    from medsynth.report.signing import generate_keypair
+
+    synthetic = ctx.artifacts.get("synthetic")
+    if synthetic is None:
+        ctx.summary.append("audit skipped: no synthetic cohort was generated")
+        return
+    train, holdout = ctx.artifacts.get("train"), ctx.artifacts.get("holdout")
+    if train is None or holdout is None:
+        raise DataError(
+            "the audit needs the training patients and real patients held out before "
+            "training (ctx.artifacts 'train' and 'holdout'); split the source before the "
+            "train step, never after it"
+        )
+    key = ctx.artifacts.get("signing_key")
+    public = None
+    if key is None:
+        key, public = generate_keypair(ctx.out / "keys")
+        ctx.paths["signing keys (private key: keep secret)"] = ctx.out / "keys"
+    model = ctx.artifacts.get("model_dir")
+    inputs = AuditInputs(
+        train,
+        holdout,
+        synthetic,
+        ctx.schema,
+        model_dir=Path(model) if model is not None else None,
+        random_state=ctx.random_state,
+    )
+    report = run_audit(
+        inputs,
+        load_policy("default"),
+        out_dir=ctx.out / "audit",
+        key_path=key,
+        progress=ctx.progress,
+        random_state=ctx.random_state,
+        ledger=ctx.artifacts.get("ledger"),
+    )
+    ctx.artifacts["audit"] = report
+    ctx.paths["audit report (open in a browser; confidential: computed on real data)"] = (
+        report.report_html
+    )
+    verify = f"medsynth report verify {report.out_dir}"
+    if public is not None:
+        verify += f" --key {public}"
+    ctx.echo(f"      {report.headline}")
+    ctx.echo(f"      open {report.report_html} in a browser; check it with: {verify}")
+    ctx.summary.append(
+        f"audit verdict {report.verdict} ({len(report.checks)} checks, "
+        f"{sum(c.verdict == 'FAIL' for c in report.checks)} failed, "
+        f"{sum(c.verdict == 'NOT RUN' for c in report.checks)} not run); "
+        f"signed report in {report.out_dir}"
+    )
 
 
 STEPS: list[Callable[[DemoContext], None]] = [
@@ -189,7 +261,7 @@ def run_demo(
     out: str | Path,
     *,
     patients: int = 1000,
-    seed: int = 0,
+    random_state: int = 0,
     schema: str = "general-adult",
     progress: bool = True,
     echo: Callable[[str], None] = print,
@@ -207,7 +279,9 @@ def run_demo(
     target = Path(out)
     check_output_dir(target, overwrite=False)
     target.mkdir(parents=True, exist_ok=True)
-    ctx = DemoContext(target, load_schema(schema), patients, seed, progress, echo, **settings)
+    ctx = DemoContext(
+        target, load_schema(schema), patients, random_state, progress, echo, **settings
+    )
     for i, step in enumerate(STEPS, 1):
         echo(f"[{i}/{len(STEPS)}] {(step.__doc__ or step.__name__).splitlines()[0]}")
         step(ctx)

@@ -3,11 +3,13 @@
 Sampling and decoding are post-processing of a DP model, so they cost no privacy budget and
 read no data. :func:`generate` yields :class:`Cohort` chunks of ``batch_size`` patients, which
 :func:`medsynth.fhir.write.write_fhir` consumes one at a time with flat memory;
-:func:`generate_cohort` gathers them. Output is deterministic for a seed, a batch size and a
-device. :func:`release_info` is what a FHIR manifest records about the release.
+:func:`generate_cohort` gathers them. Output is deterministic for a ``random_state``, a batch size
+and a device. :func:`release_info` is what a FHIR manifest records about the release: the model
+hash (the one its ``privacy.json`` and the ledger name) and the privacy guarantee.
+A model trained without privacy is not releasable and is refused here.
 
 Example:
-    >>> for chunk in generate("model/", 10_000, seed=1, conditions={"sex": "female"}):
+    >>> for chunk in generate("model/", 10_000, random_state=1, conditions={"sex": "female"}):
     ...     print(chunk.n_patients)  # doctest: +SKIP
 """
 
@@ -20,20 +22,27 @@ from typing import Any
 import pandas as pd
 
 from medsynth.cohort import Cohort
+from medsynth.errors import DataError
 from medsynth.models.artifact import PatientModel, load_model
 
 __all__ = ["generate", "generate_cohort", "release_info"]
 
 
 def _model(model: str | Path | PatientModel, device: str) -> PatientModel:
-    return model if isinstance(model, PatientModel) else load_model(model, device=device)
+    loaded = model if isinstance(model, PatientModel) else load_model(model, device=device)
+    if not loaded.releasable:
+        raise DataError(
+            f"{loaded.path}: this model was trained without differential privacy (a benchmark "
+            "ceiling) and is not releasable; train one with 'medsynth train --epsilon E'"
+        )
+    return loaded
 
 
 def generate(
     model_dir: str | Path | PatientModel,
     n_patients: int,
     *,
-    seed: int = 0,
+    random_state: int = 0,
     conditions: Mapping[str, Any] | None = None,
     batch_size: int = 512,
     device: str = "auto",
@@ -52,7 +61,7 @@ def generate(
     bar = tqdm(total=n_patients, desc="generate", unit="patient", disable=not progress)
     with bar:
         for chunk in model.sample(
-            n_patients, conditions=conditions, random_state=seed, batch_size=batch_size
+            n_patients, conditions=conditions, random_state=random_state, batch_size=batch_size
         ):
             bar.update(chunk.n_patients)
             yield chunk
@@ -62,7 +71,7 @@ def generate_cohort(
     model_dir: str | Path | PatientModel,
     n_patients: int,
     *,
-    seed: int = 0,
+    random_state: int = 0,
     conditions: Mapping[str, Any] | None = None,
     batch_size: int = 512,
     device: str = "auto",
@@ -72,7 +81,7 @@ def generate_cohort(
         generate(
             model_dir,
             n_patients,
-            seed=seed,
+            random_state=random_state,
             conditions=conditions,
             batch_size=batch_size,
             device=device,

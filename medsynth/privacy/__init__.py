@@ -3,8 +3,10 @@
 :mod:`medsynth.privacy.accounting` turns DP-SGD parameters into epsilon (and a target epsilon
 into a noise multiplier) with Opacus' accountants and defines the ``privacy.json`` record;
 :mod:`medsynth.privacy.ledger` is the per-dataset, append-only, tamper-evident budget ledger;
-:mod:`medsynth.privacy.training` trains the generator under DP-SGD. Importing this package is
-cheap: Opacus and torch load only when an epsilon is computed or a model trained.
+:mod:`medsynth.privacy.planning` calibrates a run's noise before it starts;
+:mod:`medsynth.privacy.dpsgd` is the DP-SGD loop itself (with :mod:`~medsynth.privacy.averaging`
+and :mod:`~medsynth.privacy.distributed`). Importing this package is cheap: Opacus and torch
+load only when an epsilon is computed or a model trained.
 """
 
 from medsynth.privacy.accounting import (

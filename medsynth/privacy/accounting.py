@@ -46,6 +46,10 @@ _MAX_SIGMA = 1e4
 _MIN_SIGMA = 0.05
 
 
+# Fields of a model's privacy.json around the record itself (see medsynth.models.artifact).
+DOCUMENT_FIELDS = frozenset({"format", "model_sha256", "releasable"})
+
+
 class PrivacyParameterError(MedsynthError, ValueError):
     """A privacy parameter (epsilon, delta, sample rate, noise, steps) is out of range."""
 
@@ -354,9 +358,15 @@ class PrivacyRecord:
     def from_dict(cls, data: Any, *, where: str = "privacy record") -> PrivacyRecord:
         """Validate and build a record; every problem is collected and raised at once.
 
+        The fields a model's ``privacy.json`` adds around the record (:data:`DOCUMENT_FIELDS`:
+        its format, the model hash it names, whether it is releasable) are not part of the
+        record and are skipped.
+
         Raises:
             ValidationError: unknown or missing fields, wrong types, values out of range.
         """
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in DOCUMENT_FIELDS}
         if not isinstance(data, dict):
             raise ValidationError(
                 where, [Problem("$", f"expected an object, got {type(data).__name__}")]
@@ -389,7 +399,7 @@ class PrivacyRecord:
     def save(self, path: str | Path) -> Path:
         """Write the record as canonical JSON (sorted keys, no whitespace), atomically."""
         from medsynth._io import atomic_write_bytes
-        from medsynth.report.canonical import canonical_json
+        from medsynth.core.canonical import canonical_json
 
         target = Path(path)
         atomic_write_bytes(target, canonical_json(self.to_dict()))

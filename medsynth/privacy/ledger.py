@@ -2,14 +2,17 @@
 
 One JSON Lines file holds, for every source dataset (keyed by its fingerprint,
 ``Cohort.source.fingerprint``), the caps set on it and every release charged to it. Each line is
-one :class:`LedgerEvent` in canonical JSON (sorted keys, no whitespace) whose ``hash`` is the
-SHA-256 of its other fields and whose ``prev_hash`` is the SHA-256 of the previous line's bytes
-(64 zeros for the first line). A sidecar ``<ledger>.head`` file names the number of lines and
-the last line's hash, so a ledger cut back to fewer whole lines (or restored from an old copy)
-is detected too. Any edited byte, deleted, reordered or torn line raises
-:class:`~medsynth.errors.LedgerIntegrityError`; the ledger is never repaired and reading never
-modifies it. Appends take a file lock (``<ledger>.lock``) around read, verify and write, write
-one complete line with ``O_APPEND`` and fsync it, so concurrent runs lose nothing.
+one :class:`LedgerEvent` in canonical JSON (RFC 8785, :mod:`medsynth.core.canonical`) whose
+``hash`` is the SHA-256 of its other fields and whose ``prev_hash`` is the SHA-256 of the
+previous line's bytes (64 zeros for the first line). Lines carry ``format``
+(:data:`EVENT_FORMAT`); lines without it were written by medsynth 0.1 in its earlier canonical
+form and are checked in that form, so old ledgers keep verifying. A sidecar ``<ledger>.head``
+file names the number of lines and the last line's hash, so a ledger cut back to fewer whole
+lines (or restored from an old copy) is detected too. Any edited byte, deleted, reordered or
+torn line raises :class:`~medsynth.errors.LedgerIntegrityError`; the ledger is never repaired
+and reading never modifies it. Appends take a file lock (``<ledger>.lock``) around read, verify
+and write, write one complete line with ``O_APPEND`` and fsync it, so concurrent runs lose
+nothing.
 
 Composition is basic: a dataset's spent epsilon is the sum of its charged epsilons and its spent
 delta the sum of the deltas. This is a valid upper bound for any mix of mechanisms and
@@ -33,15 +36,17 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from medsynth.core.canonical import JCS, LEGACY, NotCanonicalError, canonical_json
 from medsynth.errors import BudgetError, LedgerIntegrityError, MedsynthError
 from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
-from medsynth.report.canonical import NotCanonicalError, canonical_json
 
 __all__ = ["EVENT_TYPES", "BudgetSummary", "Ledger", "LedgerEvent", "default_ledger_path"]
 
 EVENT_TYPES = ("cap", "charge", "artifact")
+EVENT_FORMAT = "medsynth.ledger-event/2"  # RFC 8785 lines; 0.1 lines carry no format
 GENESIS = "0" * 64
-_FIELDS = {"id", "type", "dataset", "time", "payload", "prev_hash", "hash"}
+_FIELDS_V1 = frozenset({"id", "type", "dataset", "time", "payload", "prev_hash", "hash"})
+_FIELDS = _FIELDS_V1 | {"format"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _REPAIR = (
     "medsynth never repairs a ledger: restore it from a copy you trust, or start a new "
@@ -66,12 +71,15 @@ class LedgerEvent:
     Attributes:
         id: random 32-hex identifier.
         type: ``cap`` (payload ``epsilon``, ``label``), ``charge`` (the privacy record's fields
-            plus ``label``) or ``artifact`` (``charge_id``, ``artifact_sha256``).
+            plus ``label``) or ``artifact`` (``charge_id`` and ``model_sha256``, the model hash
+            of :func:`medsynth.models.artifact.model_sha256`; 0.1 lines hold
+            ``artifact_sha256``, a hash over every file of the artifact folder, instead).
         dataset: the dataset fingerprint.
         time: UTC time of the append, ISO 8601.
         payload: the event's data (see ``type``).
         prev_hash: SHA-256 of the previous line's bytes (64 zeros for the first line).
         hash: SHA-256 of the canonical JSON of all other fields.
+        format: :data:`EVENT_FORMAT`, or None on a line written by medsynth 0.1.
     """
 
     id: str
@@ -81,6 +89,12 @@ class LedgerEvent:
     payload: dict[str, Any] = field(hash=False)
     prev_hash: str
     hash: str
+    format: str | None = None
+
+    @property
+    def model_sha256(self) -> str | None:
+        """The model hash an artifact event records (None on 0.1 lines and other events)."""
+        return self.payload.get("model_sha256") if self.type == "artifact" else None
 
     @property
     def epsilon(self) -> float:
@@ -88,7 +102,7 @@ class LedgerEvent:
         return float(self.payload.get("epsilon", 0.0)) if self.type != "artifact" else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "id": self.id,
             "type": self.type,
             "dataset": self.dataset,
@@ -97,6 +111,9 @@ class LedgerEvent:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+        if self.format is not None:
+            doc["format"] = self.format
+        return doc
 
 
 @dataclass(frozen=True)
@@ -244,11 +261,15 @@ class Ledger:
 
         return self._append("charge", payload, prepare)
 
-    def attach_artifact(self, charge_id: str, artifact_sha256: str) -> LedgerEvent:
-        """Record the hash of the artifact a charge produced (once per charge)."""
-        if not isinstance(artifact_sha256, str) or not _HEX64.fullmatch(artifact_sha256):
+    def attach_artifact(self, charge_id: str, model_sha256: str) -> LedgerEvent:
+        """Record the hash of the model a charge produced (once per charge).
+
+        ``model_sha256`` is :func:`medsynth.models.artifact.model_sha256` of the artifact, the
+        same hash its ``privacy.json``, its FHIR exports and its audit reports name.
+        """
+        if not isinstance(model_sha256, str) or not _HEX64.fullmatch(model_sha256):
             raise MedsynthError(
-                f"artifact hash {artifact_sha256!r} is not 64 lowercase hex digits (a SHA-256)"
+                f"model hash {model_sha256!r} is not 64 lowercase hex digits (a SHA-256)"
             )
 
         def prepare(events: list[LedgerEvent]) -> str:
@@ -262,8 +283,19 @@ class Ledger:
                 raise MedsynthError(f"charge {charge_id!r} already has an artifact attached")
             return charges[charge_id].dataset
 
-        payload = {"charge_id": charge_id, "artifact_sha256": artifact_sha256}
+        payload = {"charge_id": charge_id, "model_sha256": model_sha256}
         return self._append("artifact", payload, prepare)
+
+    def artifact_events(self, model_sha256: str) -> list[LedgerEvent]:
+        """The artifact events that record ``model_sha256`` (one for a model trained here)."""
+        return [e for e in self._load() if e.model_sha256 == model_sha256]
+
+    def charge_of(self, artifact: LedgerEvent) -> LedgerEvent:
+        """The charge event an artifact event settles."""
+        for e in self._load():
+            if e.type == "charge" and e.id == artifact.payload.get("charge_id"):
+                return e
+        raise LedgerIntegrityError(f"{self.path}: artifact event {artifact.id} names no charge")
 
     # -- file handling -------------------------------------------------------------------------
     def _load(self) -> list[LedgerEvent]:
@@ -317,6 +349,7 @@ class Ledger:
             events, prev, count = self._read()
             dataset = prepare(events)
             body = {
+                "format": EVENT_FORMAT,
                 "id": uuid.uuid4().hex,
                 "type": type_,
                 "dataset": dataset,
@@ -390,6 +423,12 @@ def _parse(data: bytes, path: Path) -> tuple[list[LedgerEvent], list[bytes]]:
     return events, lines
 
 
+def _jcs_int(text: str) -> int | float:
+    """An RFC 8785 integer literal: an int when exact, else the double it denotes."""
+    value = int(text)
+    return value if abs(value) <= 2**53 - 1 else float(value)
+
+
 def _parse_line(line: bytes, where: str) -> LedgerEvent:
     def bad(why: str) -> LedgerIntegrityError:
         return LedgerIntegrityError(f"{where}: {why}; {_REPAIR}")
@@ -398,16 +437,21 @@ def _parse_line(line: bytes, where: str) -> LedgerEvent:
         obj = json.loads(line.decode("utf-8"))
     except ValueError:
         raise bad("not a JSON object (edited or torn)") from None
-    if not isinstance(obj, dict) or set(obj) != _FIELDS:
+    if not isinstance(obj, dict) or set(obj) not in (_FIELDS, _FIELDS_V1):
         raise bad(f"expected exactly the fields {sorted(_FIELDS)}")
+    if "format" in obj and obj["format"] != EVENT_FORMAT:
+        raise bad(f"format {obj['format']!r} is not {EVENT_FORMAT!r}")
+    form = JCS if "format" in obj else LEGACY
+    if form == JCS:  # RFC 8785 numbers are doubles: read them so before re-encoding
+        obj = json.loads(line.decode("utf-8"), parse_int=_jcs_int)
     try:
-        canonical = canonical_json(obj)
+        canonical = canonical_json(obj, form=form)
     except NotCanonicalError as exc:
         raise bad(f"holds a value JSON cannot carry ({exc})") from None
     if canonical != line:
         raise bad("not in canonical form (edited)")
     body = {k: v for k, v in obj.items() if k != "hash"}
-    if _sha(canonical_json(body)) != obj["hash"]:
+    if _sha(canonical_json(body, form=form)) != obj["hash"]:
         raise bad("content does not match its hash (edited)")
     if obj["type"] not in EVENT_TYPES or not isinstance(obj["payload"], dict):
         raise bad(f"unknown event type {obj['type']!r} or payload not an object")
@@ -428,9 +472,9 @@ def _check_payload(type_: str, payload: dict[str, Any], bad) -> None:
         raise bad("charge event without a delta in (0, 1)")
     if type_ == "artifact" and not (
         isinstance(payload.get("charge_id"), str)
-        and isinstance(payload.get("artifact_sha256"), str)
+        and isinstance(payload.get("model_sha256", payload.get("artifact_sha256")), str)
     ):
-        raise bad("artifact event without charge_id and artifact_sha256")
+        raise bad("artifact event without charge_id and model_sha256")
 
 
 def _check_head(head_path: Path, lines: list[bytes], path: Path) -> None:
@@ -453,7 +497,7 @@ def _check_head(head_path: Path, lines: list[bytes], path: Path) -> None:
 
 def _append_line(path: Path, line: bytes, *, created: bool) -> None:
     data = line + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         if os.write(fd, data) != len(data):
             raise MedsynthError(

@@ -11,13 +11,15 @@ import pytest
 from medsynth._io import OutputExistsError
 from medsynth.audit.base import AuditInputs
 from medsynth.audit.policy import load_policy, parse_policy
-from medsynth.audit.run import REPORT_HTML, REPORT_JSON, STATEMENT, run_audit, validate_report
+from medsynth.audit.run import REPORT_HTML, REPORT_JSON, STATEMENT, validate_report
 from medsynth.errors import SchemaError
+from medsynth.models.artifact import PRIVACY_FORMAT, model_sha256
+from medsynth.pipeline.audit import run_audit
 from medsynth.schema.load import load_json_schema
 from tests.audit import stub_attack
 from tests.audit.test_fidelity import make_cohort, random_cohort
 
-canonical = pytest.importorskip("medsynth.report.canonical")  # written beside this module
+canonical = pytest.importorskip("medsynth.core.canonical")
 
 TARGET = {"condition": "38341003"}
 COPIES = {
@@ -115,7 +117,7 @@ def test_fresh_draws_pass_and_the_report_is_canonical_and_valid(cohorts, tmp_pat
     assert [c.verdict for c in report.checks] == ["PASS"] * 6
     raw = (tmp_path / "audit" / REPORT_JSON).read_bytes()
     doc = json.loads(raw)
-    assert raw == canonical.canonical_json(doc)
+    assert canonical.canonical_form_of(raw, forms=(canonical.JCS,)) == canonical.JCS
     jsonschema.Draft202012Validator(load_json_schema("audit-report.schema.json")).validate(doc)
     assert doc["verdict"] == "PASS" and doc["statement"] == STATEMENT and doc["seed"] == 7
     assert doc["summary"] == {"checks": 6, "passed": 6, "failed": 0, "not_run": 0}
@@ -382,9 +384,18 @@ def test_model_artifact_and_ledger_events_go_into_the_provenance(cohorts, tmp_pa
     schema, train, holdout, synth = cohorts
     model = tmp_path / "model"
     model.mkdir()
-    record = {"mechanism": "dp-sgd", "epsilon": 3.5, "delta": 1e-5, "unit": "patient"}
-    (model / "privacy.json").write_text(json.dumps(record))
     (model / "weights.pt").write_bytes(b"\x00\x01")
+    (model / "config.json").write_bytes(b"{}")
+    digest = model_sha256(model)
+    record = {
+        "mechanism": "dp-sgd",
+        "epsilon": 3.5,
+        "delta": 1e-5,
+        "unit": "patient",
+        "format": PRIVACY_FORMAT,
+        "model_sha256": digest,
+    }
+    (model / "privacy.json").write_bytes(canonical.canonical_json(record))
     events = [{"kind": "charge", "epsilon": 3.5}]
     doc = policy_doc(evaluators={"fidelity": {}}, checks=[])
     run_audit(
@@ -396,7 +407,9 @@ def test_model_artifact_and_ledger_events_go_into_the_provenance(cohorts, tmp_pa
     )
     prov = json.loads((tmp_path / "a" / REPORT_JSON).read_text())["provenance"]
     assert prov["model"]["privacy_record"] == record and prov["ledger_events"] == events
+    assert prov["model"]["sha256"] == digest
     assert prov["model"]["files"] == {
+        "config.json": hashlib.sha256(b"{}").hexdigest(),
         "privacy.json": hashlib.sha256((model / "privacy.json").read_bytes()).hexdigest(),
         "weights.pt": hashlib.sha256(b"\x00\x01").hexdigest(),
     }
@@ -522,21 +535,19 @@ def test_shipped_thresholds_pass_fresh_draws_and_fail_a_lost_group(name, general
 
 
 def test_demo_step_audit(cohorts, tmp_path):
-    from medsynth.audit.run import demo_step_audit
-    from medsynth.demo import DemoContext
     from medsynth.errors import DataError
+    from medsynth.pipeline.demo import DemoContext, step_audit
 
     schema, train, holdout, synth = cohorts
     lines: list[str] = []
     ctx = DemoContext(tmp_path, schema, 350, 0, False, lines.append, artifacts={"source": train})
-    demo_step_audit(ctx)
+    step_audit(ctx)
     assert ctx.summary == ["audit skipped: no synthetic cohort was generated"]
     ctx.artifacts["synthetic"] = synth
     with pytest.raises(DataError, match="split the source before the train step"):
-        demo_step_audit(ctx)  # never a holdout carved out of patients the model saw
-    synth_dir = synth.save(tmp_path / "synthetic-cohort")
-    ctx.artifacts.update(train=train, holdout=holdout, synthetic=synth_dir)  # a path works too
-    demo_step_audit(ctx)
+        step_audit(ctx)  # never a holdout carved out of patients the model saw
+    ctx.artifacts.update(train=train, holdout=holdout)
+    step_audit(ctx)
     report = ctx.artifacts["audit"]
     assert report.signature is not None and report.report_html.is_file()
     assert ctx.summary[-1].startswith(f"audit verdict {report.verdict} (")

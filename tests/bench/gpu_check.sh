@@ -127,7 +127,7 @@ grep -E "^\||^schema" "$LOG" | tail -8 | tee -a "$SUMMARY"
 if [ -f "$MODEL/weights.pt" ]; then
     phase "sample $GEN patients on $DEVICE (no writing)" 45 $PYTHON - "$MODEL" "$GEN" "$DEVICE" <<'EOF'
 import sys, time, torch
-from medsynth.generate import generate_cohort
+from medsynth.pipeline.generate import generate_cohort
 from medsynth.models.artifact import load_model
 model = load_model(sys.argv[1], device=sys.argv[3])
 n = int(sys.argv[2])

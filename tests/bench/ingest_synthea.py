@@ -96,7 +96,7 @@ def throughput(schema: DatasetSchema, n_patients: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("ndjson", "bundle"):
             out = Path(tmp) / layout
-            write_fhir(cohort, out, format=layout, seed=0)
+            write_fhir(cohort, out, format=layout, random_state=0)
             size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
             start = time.perf_counter()
             result = read_fhir([out], schema)

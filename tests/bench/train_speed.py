@@ -23,7 +23,7 @@ from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.models.artifact import build_network
 from medsynth.models.fit import GrammarTables, make_batch, patient_losses
 from medsynth.models.network import NetworkConfig
-from medsynth.privacy.training import PoissonBatches, _collate_rows, _Rows, dp_step
+from medsynth.privacy.dpsgd import PoissonBatches, _collate_rows, _Rows, dp_step
 from medsynth.schema import load_schema
 from medsynth.simulate import simulate
 

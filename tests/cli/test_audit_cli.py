@@ -16,8 +16,6 @@ from tests.audit import stub_attack
 from tests.audit.test_fidelity import random_cohort
 from tests.conftest import minimal_doc
 
-pytest.importorskip("medsynth.report.canonical")  # the report is written through it
-
 CHECK = {
     "name": "shares",
     "evaluator": "fidelity",

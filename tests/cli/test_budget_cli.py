@@ -113,7 +113,7 @@ def test_dataset_given_as_cohort_folder_or_fhir_files(tmp_path, general_schema):
 
     cohort = simulate(general_schema, 3, random_state=1)
     fhir = tmp_path / "fhir"
-    write_fhir(cohort, fhir, format="ndjson", seed=0)
+    write_fhir(cohort, fhir, format="ndjson", random_state=0)
     ingested = read_fhir([fhir], general_schema).cohort
     assert dataset_fingerprint(str(fhir)) == ingested.source.fingerprint
     folder = tmp_path / "cohort"

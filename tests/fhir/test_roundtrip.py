@@ -45,7 +45,7 @@ def test_simulate_write_read_gives_the_same_cohort(schema_name, layout, tmp_path
     )
     cohort = simulate(schema, 25, random_state=7)
     assert len(cohort.events) > 25 * len(schema.channels) // 4 and len(cohort.conditions) > 0
-    write_fhir(cohort, tmp_path / "out", format=layout, seed=11)
+    write_fhir(cohort, tmp_path / "out", format=layout, random_state=11)
     result = read_fhir([tmp_path / "out"], schema)
     assert result.issues == ()
     assert result.conformance.counts == ()

@@ -237,8 +237,8 @@ def test_bundle_entries_are_checked_inside():
 def written(general_schema, tmp_path_factory) -> dict[str, Path]:
     cohort = simulate(general_schema, 6, random_state=8)
     root = tmp_path_factory.mktemp("written")
-    write_fhir(cohort, root / "ndjson", seed=2)
-    write_fhir(cohort, root / "bundle", format="bundle", patients_per_bundle=4, seed=2)
+    write_fhir(cohort, root / "ndjson", random_state=2)
+    write_fhir(cohort, root / "bundle", format="bundle", patients_per_bundle=4, random_state=2)
     return {"ndjson": root / "ndjson", "bundle": root / "bundle"}
 
 

@@ -122,7 +122,7 @@ def cohorts(general_schema, liver_schema, edge_cohort) -> dict[str, Cohort]:
 
 @pytest.mark.parametrize("name", ["general-adult", "liver-panel", "edge"])
 def test_fast_path_dicts_equal_the_r4b_models_and_validate(name, cohorts, tmp_path):
-    manifest = write_fhir(cohorts[name], tmp_path / "out", seed=5)
+    manifest = write_fhir(cohorts[name], tmp_path / "out", random_state=5)
     written = read_ndjson(tmp_path / "out")
     assert {t: len(v) for t, v in written.items()} == manifest.counts
     for rtype, resources in written.items():
@@ -137,7 +137,7 @@ def test_fast_path_dicts_equal_the_r4b_models_and_validate(name, cohorts, tmp_pa
 @pytest.mark.parametrize("name", ["general-adult", "liver-panel", "edge"])
 def test_every_output_validates_with_resolving_references(name, layout, cohorts, tmp_path):
     manifest = write_fhir(
-        cohorts[name], tmp_path / "out", format=layout, seed=1, patients_per_bundle=5
+        cohorts[name], tmp_path / "out", format=layout, random_state=1, patients_per_bundle=5
     )
     summary = validate_output(tmp_path / "out")
     assert summary.errors == () and summary.ok
@@ -207,7 +207,7 @@ def _local(text: str) -> dt.datetime:
 
 
 def test_edge_cohort_content_exactly(edge_cohort, tmp_path):
-    manifest = write_fhir(edge_cohort, tmp_path / "e", seed=9)
+    manifest = write_fhir(edge_cohort, tmp_path / "e", random_state=9)
     out = read_ndjson(tmp_path / "e")
     assert manifest.counts == {"Patient": 3, "Encounter": 4, "Observation": 8, "Condition": 3}
     pa, pb, pc = out["Patient"]
@@ -281,13 +281,13 @@ def test_every_resource_is_tagged_synthetic_with_invented_ids(cohorts, tmp_path)
 
 
 def test_same_seed_same_bytes_whatever_the_chunking(general_schema, tmp_path):
-    one = write_fhir(simulate(general_schema, 30, random_state=2), tmp_path / "one", seed=4)
+    one = write_fhir(simulate(general_schema, 30, random_state=2), tmp_path / "one", random_state=4)
     chunks = simulate_chunks(general_schema, 30, random_state=2, chunk_size=7)
-    many = write_fhir(chunks, tmp_path / "many", seed=4)
+    many = write_fhir(chunks, tmp_path / "many", random_state=4)
     for f in one.files:
         assert (tmp_path / "one" / f.url).read_bytes() == (tmp_path / "many" / f.url).read_bytes()
     assert one.files == many.files and one.counts == many.counts
-    other = write_fhir(simulate(general_schema, 30, random_state=2), tmp_path / "x", seed=5)
+    other = write_fhir(simulate(general_schema, 30, random_state=2), tmp_path / "x", random_state=5)
     assert other.counts == one.counts and other.files[0].sha256 != one.files[0].sha256
 
 
@@ -304,7 +304,7 @@ def test_manifest_is_a_bulk_data_manifest_with_medsynth_fields(cohorts, tmp_path
     manifest = write_fhir(
         cohort,
         tmp_path / "m",
-        seed=3,
+        random_state=3,
         transaction_time=when,
         manifest_extra={"model_sha256": "ab" * 32, "epsilon": 1.5},
     )
@@ -361,7 +361,7 @@ def test_bad_arguments_and_mixed_schemas_are_refused(cohorts, tmp_path):
     with pytest.raises(MedsynthError, match="patients_per_bundle"):
         write_fhir(cohorts["edge"], tmp_path / "x", patients_per_bundle=0)
     with pytest.raises(MedsynthError, match="seed must be a non-negative integer, got -1"):
-        write_fhir(cohorts["edge"], tmp_path / "x", seed=-1)
+        write_fhir(cohorts["edge"], tmp_path / "x", random_state=-1)
     with pytest.raises(MedsynthError, match="not JSON-serialisable"):
         write_fhir(cohorts["edge"], tmp_path / "x", manifest_extra={"e": float("nan")})
     with pytest.raises(DataError, match="one schema per output folder"):
@@ -392,7 +392,7 @@ def test_writer_memory_stays_flat_as_patients_grow(general_schema, tmp_path):
 def test_the_reader_reads_the_edge_cohort_back(edge_cohort, layout, tmp_path):
     from medsynth.fhir.read import read_fhir
 
-    write_fhir(edge_cohort, tmp_path / "e", format=layout, seed=2)
+    write_fhir(edge_cohort, tmp_path / "e", format=layout, random_state=2)
     back = read_fhir([tmp_path / "e"], edge_cohort.schema).cohort
     ids = dict(
         zip(

@@ -19,7 +19,7 @@ from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
 from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import TrainConfig
 from medsynth.models.sampler import sample_batch
-from medsynth.privacy.training import train
+from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
 
@@ -144,7 +144,7 @@ def trained(small_cohort, tmp_path_factory):
         ledger=ledger,
         config=fast_config(),
         progress=False,
-        seed=0,
+        random_state=0,
     )
     return path, ledger
 
@@ -160,7 +160,7 @@ def fitted(small_cohort, tmp_path_factory):
         vocab=vocab,
         net=net,
         training={"note": "non-private test fixture"},
-        privacy={"epsilon": float("inf"), "delta": 0.0, "note": "not private"},
+        privacy=None,  # trained without privacy: not releasable
     )
     return path
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from medsynth.generate import generate_cohort
 from medsynth.models.artifact import load_model
-from medsynth.privacy.training import train
+from medsynth.pipeline.generate import generate_cohort
+from medsynth.pipeline.train import train
 from tests.models.conftest import LARGE_EPSILON, fast_config
 
 pytestmark = [
@@ -36,7 +36,7 @@ def test_train_and_generate_on_cuda(small_cohort, tmp_path, mode):
     assert json.loads((path / "privacy.json").read_text())["epsilon"] <= LARGE_EPSILON
     torch.load(path / "weights.pt", weights_only=True)  # saved from CPU tensors, loads anywhere
     model = load_model(path, device="cuda")
-    a = generate_cohort(model, 50, seed=3, batch_size=20, device="cuda")
-    b = generate_cohort(model, 50, seed=3, batch_size=20, device="cuda")
+    a = generate_cohort(model, 50, random_state=3, batch_size=20, device="cuda")
+    b = generate_cohort(model, 50, random_state=3, batch_size=20, device="cuda")
     pd.testing.assert_frame_equal(a.events, b.events)
     assert a.n_patients == 50

@@ -15,7 +15,7 @@ from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.models.artifact import build_network
 from medsynth.models.fit import Batch, GrammarTables, make_batch, patient_losses
 from medsynth.models.plan import GRAD_SAMPLE_MODES
-from medsynth.privacy.training import dp_step
+from medsynth.privacy.dpsgd import dp_step
 from medsynth.simulate import simulate
 from tests.models.conftest import TINY_NET, small_schema
 

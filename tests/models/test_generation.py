@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from medsynth.fhir.validate import validate_output
-from medsynth.generate import generate, generate_cohort
 from medsynth.models.artifact import load_model
-from medsynth.privacy.training import train
+from medsynth.pipeline.generate import generate, generate_cohort
+from medsynth.pipeline.train import train
 from tests.models.conftest import cohort_stats, fast_config
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.
@@ -22,16 +22,16 @@ pytest.importorskip("medsynth.privacy.ledger")
 
 def test_generation_is_deterministic_for_a_seed(trained):
     path = trained[0]
-    a = generate_cohort(path, 60, seed=3, batch_size=25, device="cpu")
-    b = generate_cohort(path, 60, seed=3, batch_size=25, device="cpu")
+    a = generate_cohort(path, 60, random_state=3, batch_size=25, device="cpu")
+    b = generate_cohort(path, 60, random_state=3, batch_size=25, device="cpu")
     for name in ("patients", "events", "conditions"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
-    c = generate_cohort(path, 60, seed=4, batch_size=25, device="cpu")
+    c = generate_cohort(path, 60, random_state=4, batch_size=25, device="cpu")
     assert not a.events.equals(c.events)
 
 
 def test_generation_streams_chunks(trained):
-    chunks = list(generate(trained[0], 45, seed=1, batch_size=20, device="cpu"))
+    chunks = list(generate(trained[0], 45, random_state=1, batch_size=20, device="cpu"))
     assert [c.n_patients for c in chunks] == [20, 20, 5]
     ids = [i for c in chunks for i in c.patient_ids]
     assert ids == [f"syn-{i:06d}" for i in range(45)]
@@ -41,7 +41,7 @@ def test_generation_streams_chunks(trained):
 def test_conditional_sampling_honours_the_condition(trained):
     model = load_model(trained[0])
     cohort = generate_cohort(
-        model, 80, seed=2, conditions={"sex": "female", "age": (40, 60), "diabetes": True}
+        model, 80, random_state=2, conditions={"sex": "female", "age": (40, 60), "diabetes": True}
     )
     assert (cohort.patients["sex"] == "female").all()
     assert cohort.patients["age"].between(40, 60).all()
@@ -59,8 +59,8 @@ def test_conditioning_shifts_the_unfixed_attributes(fitted, small_cohort):
     )
     real_gap = real[real.index.isin(htn)].mean() - real[~real.index.isin(htn)].mean()
     model = load_model(fitted)
-    yes = generate_cohort(model, 300, seed=5, conditions={"hypertension": True})
-    no = generate_cohort(model, 300, seed=5, conditions={"hypertension": False})
+    yes = generate_cohort(model, 300, random_state=5, conditions={"hypertension": True})
+    no = generate_cohort(model, 300, random_state=5, conditions={"hypertension": False})
     gap = yes.patients["age"].mean() - no.patients["age"].mean()
     assert real_gap > 10 and gap > real_gap / 2, (real_gap, gap)
 
@@ -71,7 +71,7 @@ def test_utility_large_epsilon_beats_tiny_epsilon(trained, small_cohort, tmp_pat
     accounting: the only Opacus accountant that reaches so small a target at this schedule)
     misses by far more."""
     real = cohort_stats(small_cohort)
-    good = cohort_stats(generate_cohort(trained[0], 800, seed=0, device="cpu"))
+    good = cohort_stats(generate_cohort(trained[0], 800, random_state=0, device="cpu"))
     tiny = train(
         small_cohort,
         epsilon=0.01,
@@ -80,7 +80,7 @@ def test_utility_large_epsilon_beats_tiny_epsilon(trained, small_cohort, tmp_pat
         config=fast_config(accountant="gdp"),
         progress=False,
     )
-    bad = cohort_stats(generate_cohort(tiny, 800, seed=0, device="cpu"))
+    bad = cohort_stats(generate_cohort(tiny, 800, random_state=0, device="cpu"))
     assert abs(good["female"] - real["female"]) < 0.1
     assert abs(good["hypertension"] - real["hypertension"]) < 0.1
     assert abs(good["mean_sbp"] - real["mean_sbp"]) < 8
@@ -155,19 +155,19 @@ def test_cli_generate_tables(trained, tmp_path, fmt):
     result = CliRunner().invoke(command, [*args, "--device", "cpu", "--seed", "2"])
     assert result.exit_code == 0, result.output
     again = read_tables(out)[0]
-    expected = generate_cohort(trained[0], 9, seed=2, device="cpu")
+    expected = generate_cohort(trained[0], 9, random_state=2, device="cpu")
     assert again.patient_ids == expected.patient_ids
     assert len(again.events) == len(expected.events)
 
 
 def test_estimator_contract(trained):
     from medsynth.errors import NotFittedError
-    from medsynth.models.synthesizer import DpPatientSynthesizer
+    from medsynth.pipeline.api import Synthesizer
 
     with pytest.raises(NotFittedError):
-        DpPatientSynthesizer(epsilon=1.0).sample(3)
-    synth = DpPatientSynthesizer.from_artifact(trained[0], device="cpu")
+        Synthesizer(epsilon=1.0, ledger=None).sample(3)
+    synth = Synthesizer.load(trained[0], device="cpu")
     a = synth.sample(15, random_state=4)
-    b = generate_cohort(trained[0], 15, seed=4, device="cpu")
+    b = generate_cohort(trained[0], 15, random_state=4, device="cpu")
     pd.testing.assert_frame_equal(a.events, b.events)
     assert synth.log_likelihood(a).shape == (15,)

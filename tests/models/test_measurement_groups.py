@@ -13,9 +13,9 @@ from medsynth.cohort import Cohort
 from medsynth.encoding.decode import SampledPatients, decode_patients
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import EOS, GAP, VALUE, build_vocabulary
-from medsynth.generate import generate_cohort
 from medsynth.models.artifact import build_network, load_model
-from medsynth.privacy.training import train
+from medsynth.pipeline.generate import generate_cohort
+from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
 from tests.models.conftest import TINY_NET, fast_config, sample_unconditioned
@@ -167,11 +167,11 @@ def test_tiny_trained_model_samples_whole_groups(schema, cohort, tmp_path):
         ledger=tmp_path / "ledger.jsonl",
         config=fast_config(epochs=2, batch_size=60),
         progress=False,
-        seed=0,
+        random_state=0,
     )
     model = load_model(path, device="cpu")
     visits = assert_raw_whole_groups(
         model.vocab, sample_unconditioned(model.net, model.vocab, 200, seed=3)
     )
     assert (visits.map(len) > 0).all() and visits.map(lambda v: 1 in v).any()
-    assert_whole_groups(generate_cohort(model, 200, seed=0, device="cpu"))
+    assert_whole_groups(generate_cohort(model, 200, random_state=0, device="cpu"))

@@ -12,7 +12,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from medsynth.errors import BudgetError
-from medsynth.models.artifact import artifact_sha256, load_model
+from medsynth.models.artifact import load_model, model_sha256
 from medsynth.models.plan import (
     DEFAULT_PRETRAIN_PATIENTS,
     Schedule,
@@ -20,7 +20,8 @@ from medsynth.models.plan import (
     plan_schedule,
     resolve_pretraining,
 )
-from medsynth.privacy.training import PoissonBatches, private_loader, train
+from medsynth.pipeline.train import train
+from medsynth.privacy.dpsgd import PoissonBatches, private_loader
 from tests.models.conftest import (
     LARGE_EPSILON,
     MARKER_ID,
@@ -88,7 +89,9 @@ def test_ledger_holds_the_charge_with_the_artifact_hash(trained, small_cohort):
     assert book.spent(small_cohort.source.fingerprint) == pytest.approx(
         json.loads((path / "privacy.json").read_text())["epsilon"]
     )
-    assert artifact_sha256(path) in ledger_path.read_text()
+    digest = model_sha256(path)
+    assert [e.model_sha256 for e in book.events() if e.type == "artifact"] == [digest]
+    assert json.loads((path / "privacy.json").read_text())["model_sha256"] == digest
 
 
 def test_cap_refuses_before_training(small_cohort, tmp_path):
@@ -201,7 +204,7 @@ def test_planned_epsilon_is_opacus_own_and_never_above_target(
     from opacus.accountants import create_accountant
 
     from medsynth.privacy.accounting import PrivacyParameterError
-    from medsynth.privacy.training import plan_privacy
+    from medsynth.privacy.planning import plan_privacy
 
     config = TrainConfig(epochs=epochs, batch_size=batch, accountant=accountant)
     schedule = plan_schedule(config, n)
@@ -222,7 +225,7 @@ def test_planned_epsilon_is_opacus_own_and_never_above_target(
 def test_training_really_uses_poisson_batches(small_cohort, tmp_path, monkeypatch):
     """Spy on the DP-SGD steps train() takes: their batch sizes are those of Poisson sampling
     (they vary, average N*q), the loader is Poisson, and the step count is the one charged."""
-    import medsynth.privacy.training as training
+    import medsynth.privacy.dpsgd as training
 
     sizes, samplers = [], []
     real_step, real_loader = training.dp_step, training.private_loader

@@ -19,7 +19,7 @@ from medsynth.models.artifact import build_network, load_model, save_artifact
 from medsynth.models.fit import GrammarTables, make_batch, patient_losses
 from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import GRAD_SAMPLE_MODES
-from medsynth.privacy.training import dp_step
+from medsynth.privacy.dpsgd import dp_step
 from medsynth.simulate import simulate
 from tests.models.conftest import TINY_NET, record_sampling
 
@@ -179,7 +179,7 @@ def test_dp_step_with_memory_equals_per_patient_clipping(small, mode):
 
 
 def test_tiny_training_with_memory_end_to_end(small, tmp_path):
-    from medsynth.privacy.training import train
+    from medsynth.pipeline.train import train
     from tests.models.conftest import fast_config
 
     cohort = simulate(small, 60, random_state=2)
@@ -191,7 +191,7 @@ def test_tiny_training_with_memory_end_to_end(small, tmp_path):
         ledger=tmp_path / "ledger.jsonl",
         config=fast_config(network=MEMORY_NET, epochs=2, batch_size=30),
         progress=False,
-        seed=0,
+        random_state=0,
     )
     doc = json.loads((path / "config.json").read_text())
     assert doc["network"]["value_memory"] is True

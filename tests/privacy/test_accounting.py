@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
 
+from medsynth.core.canonical import canonical_json
 from medsynth.errors import DataError, ValidationError
 from medsynth.privacy.accounting import (
     DpSgdEvent,
@@ -21,7 +22,6 @@ from medsynth.privacy.accounting import (
     compute_epsilon,
     default_delta,
 )
-from medsynth.report.canonical import canonical_json
 
 OPACUS = {"rdp": RDPAccountant, "prv": PRVAccountant, "gdp": GaussianAccountant}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from medsynth.core.canonical import canonical_json
 from medsynth.errors import BudgetError, LedgerIntegrityError, MedsynthError
 from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.ledger import GENESIS, Ledger, default_ledger_path
-from medsynth.report.canonical import canonical_json
 
 DATA = "a" * 64
 OTHER = "b" * 64
@@ -108,7 +108,7 @@ def test_attach_artifact(book):
     charge = book.charge(DATA, record(1.0))
     event = book.attach_artifact(charge.id, "c" * 64)
     assert (event.type, event.dataset) == ("artifact", DATA)
-    assert event.payload == {"charge_id": charge.id, "artifact_sha256": "c" * 64}
+    assert event.payload == {"charge_id": charge.id, "model_sha256": "c" * 64}
     with pytest.raises(MedsynthError, match="already has an artifact"):
         book.attach_artifact(charge.id, "d" * 64)
     with pytest.raises(MedsynthError, match="no charge with id"):
@@ -141,8 +141,8 @@ def filled(book: Ledger) -> bytes:
 
 
 def tamper_byte(data: bytes) -> bytes:
-    i = data.index(b'"epsilon":2.0')
-    return data[:i] + b'"epsilon":1.0' + data[i + len(b'"epsilon":2.0') :]
+    i = data.index(b'"epsilon":2,')  # RFC 8785 writes 2.0 as 2
+    return data[:i] + b'"epsilon":1,' + data[i + len(b'"epsilon":2,') :]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The systems the benchmark runs, each in its own process, and how their output comes back.
 
 * ``medsynth``: the DP-SGD generator at the run's (epsilon, delta), through
-  :func:`medsynth.privacy.training.train` in a worker process;
+  :func:`medsynth.pipeline.train.train` in a worker process;
 * ``medsynth-tuned``: the same, with the TrainConfig the harness passes (``run.TUNED``);
 * ``medsynth-pair``: the same with the pair bias on (``run.PAIR``);
 * ``medsynth-nodp``: the same model and code at epsilon 1e6 (a ceiling, not a release);

@@ -26,9 +26,10 @@ def run(job: dict) -> dict:
 
     from medsynth.cohort import Cohort
     from medsynth.encoding.vocabulary import EncodingConfig
-    from medsynth.generate import generate_cohort
     from medsynth.models.network import NetworkConfig
-    from medsynth.privacy.training import TrainConfig, train
+    from medsynth.models.plan import TrainConfig
+    from medsynth.pipeline.generate import generate_cohort
+    from medsynth.pipeline.train import train
 
     torch.set_num_threads(int(job.get("threads", 1)))
     out = Path(job["out"])
@@ -49,7 +50,7 @@ def run(job: dict) -> dict:
         delta=float(job["delta"]),
         out=out / "model",
         ledger=out / "ledger",
-        seed=int(job["seed"]),
+        random_state=int(job["seed"]),
         device="cpu",
         progress=False,
         config=config,
@@ -58,7 +59,7 @@ def run(job: dict) -> dict:
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     syn = generate_cohort(
-        out / "model", int(job["n_sample"]), seed=int(job["seed"]) + 1, device="cpu"
+        out / "model", int(job["n_sample"]), random_state=int(job["seed"]) + 1, device="cpu"
     )
     sample_s = time.perf_counter() - start
     syn.save(out / "synthetic", overwrite=True)

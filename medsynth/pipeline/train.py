@@ -1,0 +1,220 @@
+"""Train a generator: plan, charge, pretrain on public patients, DP-SGD, write, settle.
+
+:func:`train` owns the order that makes a release accountable:
+
+1. **plan** the schedule (:func:`medsynth.models.plan.plan_schedule`) and the privacy record
+   (:func:`medsynth.privacy.planning.plan_privacy`) from public quantities: N, epsilon, delta,
+   the configuration;
+2. **charge** the record to the dataset's ledger, refusing over the cap; nothing that shapes
+   the release (encoding the private cohort, any DP step) has run before this;
+3. **pretrain** the network without privacy on patients from the schema-driven simulator
+   (public, no privacy cost);
+4. **fine-tune** it on the private cohort under DP-SGD (:func:`medsynth.privacy.dpsgd.fit_private`);
+5. **write** the artifact atomically and **settle** the charge: the ledger's artifact event
+   records the model hash that ``privacy.json``, FHIR manifests and audit reports also name.
+
+A run that fails after step 2 leaves its charge in the ledger without an artifact event: the
+epsilon counts as spent (the noise may have touched the data), and ``medsynth budget show``
+lists the charge as having no artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medsynth._io import check_output_dir
+from medsynth.cohort import Cohort
+from medsynth.encoding.encode import encode_cohort
+from medsynth.encoding.vocabulary import Vocabulary, build_vocabulary
+from medsynth.errors import MedsynthError
+from medsynth.models.artifact import build_network, model_sha256, save_artifact
+from medsynth.models.device import resolve_device
+from medsynth.models.fit import GrammarTables, fit_nonprivate
+from medsynth.models.plan import TrainConfig, plan_schedule, resolve_pretraining
+from medsynth.privacy.accounting import default_delta
+from medsynth.privacy.distributed import distributed_context
+from medsynth.privacy.dpsgd import fit_private
+from medsynth.privacy.ledger import Ledger
+from medsynth.privacy.planning import check_targets, plan_privacy
+
+__all__ = ["open_ledger", "pretrain", "train"]
+
+
+def open_ledger(ledger: Ledger | str | Path) -> Ledger:
+    """A :class:`Ledger` from a Ledger or its path; there is no implicit default here."""
+    if isinstance(ledger, Ledger):
+        return ledger
+    if ledger is None:
+        raise MedsynthError(
+            "no privacy ledger given: pass ledger=Ledger(path) (or a path); the command line "
+            "uses medsynth.privacy.ledger.default_ledger_path() unless --ledger is given"
+        )
+    return Ledger(Path(ledger))
+
+
+def pretrain(
+    net: torch.nn.Module,
+    vocab: Vocabulary,
+    tables: GrammarTables,
+    config: TrainConfig,
+    *,
+    random_state: int,
+    progress: bool,
+) -> None:
+    """Fit ``net`` without privacy on simulated public patients (no privacy cost)."""
+    if not config.pretrain_patients or config.pretrain_epochs <= 0:
+        return
+    from tqdm.auto import tqdm
+
+    from medsynth.simulate import simulate
+
+    public = simulate(vocab.schema, config.pretrain_patients, random_state=random_state)
+    encoded = encode_cohort(vocab, public)
+    bar = tqdm(
+        total=config.pretrain_epochs,
+        desc="pretrain (public, simulated)",
+        disable=not progress,
+        unit="epoch",
+    )
+    with bar:
+
+        def tick(epoch: int, loss: float) -> None:
+            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update(1)
+
+        fit_nonprivate(
+            net,
+            tables,
+            encoded,
+            epochs=config.pretrain_epochs,
+            batch_size=config.pretrain_batch_size,
+            lr=config.pretrain_learning_rate,
+            shuffle=config.prefix_shuffle,
+            seed=random_state,
+            on_epoch=tick,
+        )
+
+
+def train(
+    cohort: Cohort,
+    *,
+    epsilon: float,
+    out: str | Path,
+    ledger: Ledger | str | Path,
+    delta: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    random_state: int = 0,
+    pretrain_patients: int | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    verbose: bool = False,
+    overwrite: bool = False,
+    label: str = "",
+) -> Path:
+    """Train the generator on ``cohort`` under (epsilon, delta)-DP and write the artifact.
+
+    Args:
+        epsilon: target epsilon; the accounted epsilon is at most this.
+        out: artifact folder (written atomically).
+        ledger: the :class:`~medsynth.privacy.ledger.Ledger` (or its path) charged before
+            training; required, so no budget is ever kept anywhere the caller did not choose.
+        delta: default :func:`medsynth.privacy.accounting.default_delta` of the cohort size.
+        epochs, batch_size, pretrain_patients: override the same fields of ``config``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        random_state: fixes initialisation, the public pretraining patients and prefix orders
+            (never the DP noise or sampling, which use fresh operating-system randomness).
+        verbose: show the private training loss on the progress bar.
+        label: a note stored with the ledger charge.
+
+    Returns:
+        The artifact folder.
+
+    Raises:
+        BudgetError: the charge would exceed the dataset's cap (nothing was trained).
+    """
+    config = config or TrainConfig()
+    overrides = {
+        k: v
+        for k, v in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("pretrain_patients", pretrain_patients),
+        )
+        if v is not None
+    }
+    config = resolve_pretraining(dataclasses.replace(config, **overrides), cohort.schema)
+    dev = resolve_device(device)
+    dist = distributed_context(dev)
+    if dev.type == "cuda" and dist.world_size > 1:
+        dev = torch.device("cuda", dist.local_rank)
+    delta = default_delta(cohort.n_patients) if delta is None else float(delta)
+    check_targets(epsilon, delta)  # on every rank, before any collective call
+    schedule = plan_schedule(config, cohort.n_patients)
+    record = dist.broadcast(
+        plan_privacy(
+            epsilon=epsilon,
+            delta=delta,
+            schedule=schedule,
+            config=config,
+            world_size=dist.world_size,
+        )
+        if dist.main
+        else None
+    )
+    charge, book, error = None, None, None
+    if dist.main:
+        try:
+            check_output_dir(Path(out), overwrite=overwrite)
+            book = open_ledger(ledger)
+            charge = book.charge(cohort.source.fingerprint, record, label=label)
+        except MedsynthError as exc:
+            error = exc
+    failed = dist.broadcast(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if failed is not None:
+        raise MedsynthError(f"rank 0 refused the run: {failed}")
+    # -- charged: from here on the data shapes the release ------------------------------------
+    vocab = build_vocabulary(cohort.schema, config.encoding)
+    with torch.random.fork_rng(devices=[]):  # seed the initialisation, not the caller's RNG
+        torch.manual_seed(random_state)
+        net = build_network(vocab, config.network).to(dev)
+    tables = GrammarTables.build(vocab, dev, memory=config.network.value_memory)
+    if dist.main:
+        pretrain(net, vocab, tables, config, random_state=random_state, progress=progress)
+    encoded = encode_cohort(vocab, cohort)
+    fit_private(
+        net,
+        tables,
+        encoded,
+        record,
+        schedule,
+        config,
+        dist=dist,
+        random_state=random_state,
+        progress=progress,
+        verbose=verbose,
+    )
+    if dist.main:
+        training: dict[str, Any] = {
+            **config.to_dict(),
+            "steps": schedule.steps,
+            "steps_per_epoch": schedule.steps_per_epoch,
+            "sample_rate": schedule.sample_rate,
+            "random_state": random_state,
+            "world_size": dist.world_size,
+            "device_type": dev.type,
+        }
+        save_artifact(
+            out, vocab=vocab, net=net.cpu(), training=training, privacy=record, overwrite=overwrite
+        )
+        assert book is not None and charge is not None
+        book.attach_artifact(charge.id, model_sha256(out))
+    dist.barrier()
+    return Path(out)

@@ -1,0 +1,69 @@
+"""The privacy record of a DP-SGD run before it starts: noise calibrated to a target epsilon.
+
+:func:`plan_privacy` is what gets charged to the ledger. It depends only on public quantities
+(the schedule's sample rate and steps, the target epsilon and delta, the accountant), never on
+the data, so it can run before any record is encoded.
+"""
+
+from __future__ import annotations
+
+import math
+
+from medsynth.errors import MedsynthError
+from medsynth.models.plan import Schedule, TrainConfig
+from medsynth.privacy.accounting import (
+    DpSgdEvent,
+    PrivacyRecord,
+    calibrate_noise,
+    compute_epsilon,
+)
+
+__all__ = ["check_targets", "plan_privacy"]
+
+
+def check_targets(epsilon: float, delta: float) -> None:
+    """Refuse an epsilon or delta that no DP-SGD run can be planned for."""
+    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+        raise MedsynthError(f"epsilon must be > 0, got {epsilon}; pass --epsilon 1 for example")
+    if not (isinstance(delta, (int, float)) and 0.0 < delta < 1.0):
+        raise MedsynthError(f"delta must lie in (0, 1), got {delta}")
+
+
+def plan_privacy(
+    *, epsilon: float, delta: float, schedule: Schedule, config: TrainConfig, world_size: int = 1
+) -> PrivacyRecord:
+    """The privacy record of a run before it starts: noise calibrated to ``epsilon``.
+
+    Returns:
+        A :class:`PrivacyRecord` whose epsilon (recomputed from its own fields) is at most
+        ``epsilon``.
+    """
+    import opacus
+
+    check_targets(epsilon, delta)
+    noise = calibrate_noise(
+        target_epsilon=epsilon,
+        delta=delta,
+        sample_rate=schedule.sample_rate,
+        steps=schedule.steps,
+        accountant=config.accountant,
+    )
+    event = DpSgdEvent(
+        sample_rate=schedule.sample_rate, noise_multiplier=noise, steps=schedule.steps
+    )
+    spent = compute_epsilon(event, delta=delta, accountant=config.accountant)
+    if spent > epsilon:
+        raise MedsynthError(f"noise calibration gave epsilon {spent} above the target {epsilon}")
+    return PrivacyRecord(
+        accountant=config.accountant,
+        sample_rate=schedule.sample_rate,
+        noise_multiplier=noise,
+        max_grad_norm=config.max_grad_norm,
+        steps=schedule.steps,
+        delta=delta,
+        epsilon=spent,
+        target_epsilon=epsilon,
+        opacus_version=opacus.__version__,
+        poisson_sampling=True,
+        world_size=world_size,
+    )
