@@ -522,7 +522,7 @@ def train(
     with torch.random.fork_rng(devices=[]):  # seed the initialisation, not the caller's RNG
         torch.manual_seed(seed)
         net = build_network(vocab, config.network).to(dev)
-    tables = GrammarTables.build(vocab, dev, memory=config.network.value_memory)
+    tables = GrammarTables.build(vocab, dev)
     if dist.main:
         _pretrain(net, vocab, tables, config, seed, progress)
     encoded = encode_cohort(vocab, cohort)
