@@ -241,14 +241,12 @@ class Cohort:
                 f"{header_path}: field 'format' is {header.get('format')!r}, "
                 f"expected {COHORT_FORMAT!r}"
             )
-        src = header.get("source", {})
-        cohort = cls(
-            schema,
-            tables["patients"],
-            tables["events"],
-            tables["conditions"],
-            Source(src.get("fingerprint", ""), src.get("kind", ""), src.get("description", "")),
-        )
+        try:
+            src = header["source"]
+            source = Source(src["fingerprint"], src["kind"], src["description"])
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{header_path}: field 'source' is missing or lacks {exc}") from None
+        cohort = cls(schema, tables["patients"], tables["events"], tables["conditions"], source)
         if cohort.content_hash() != header.get("content_sha256"):
             raise DataError(
                 f"{folder}: content does not match cohort.json field 'content_sha256'; "

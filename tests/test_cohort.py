@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,20 @@ def test_save_load_round_trip_and_tamper(tiny_schema, tmp_path: Path):
     tables.patients.loc[0, "age"] = 77
     tables.patients.to_parquet(out / "patients.parquet", index=False)
     with pytest.raises(DataError, match="content_sha256"):
+        Cohort.load(out)
+
+
+@pytest.mark.parametrize("drop", ["source", "source.kind"])
+def test_load_refuses_a_header_without_its_source(tiny_schema, tmp_path: Path, drop):
+    cohort, _ = Cohort.conform(tiny_schema, *_frames())
+    out = cohort.save(tmp_path / "c")
+    header = json.loads((out / "cohort.json").read_text())
+    if drop == "source":
+        del header["source"]
+    else:
+        del header["source"]["kind"]
+    (out / "cohort.json").write_text(json.dumps(header))
+    with pytest.raises(DataError, match="field 'source' is missing or lacks"):
         Cohort.load(out)
 
 

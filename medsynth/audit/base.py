@@ -63,8 +63,8 @@ class Estimate:
             value=num(d["value"]),
             ci_low=num(d["ci_low"]),
             ci_high=num(d["ci_high"]),
-            confidence=float(d.get("confidence", 0.95)),
-            method=str(d.get("method", "")),
+            confidence=float(d["confidence"]),
+            method=str(d["method"]),
         )
 
 

@@ -170,22 +170,15 @@ class Vocabulary:
         return out
 
     @cached_property
-    def token_value(self) -> np.ndarray:
-        """``[size, 2]`` public position of each value token's bin (0 for other tokens).
-
-        Column 0: the bin centre scaled to ``[0, 1]`` over the channel's schema bounds. Column
-        1: the bin's rank, ``(k + 0.5) / n_bins``, which spreads the fine bins around the normal
-        range that column 0 crowds near one end for channels with long tails (bilirubin).
-        Read by the value memory.
+    def token_rank(self) -> np.ndarray:
+        """``[size]`` rank of each value token's bin inside its channel, ``(k + 0.5) / n_bins``
+        in ``(0, 1)`` (0 for other tokens): a public position that spreads the fine bins
+        around the normal range evenly. Read by the smooth bias.
         """
-        out = np.zeros((self.size, 2), dtype=np.float32)
-        for ch in self.schema.channels:
-            edges, first = self.value_edges[ch.name], self.value_first[ch.name]
-            lo, hi = float(ch.min), float(ch.max)
-            centre = (edges[:-1] + edges[1:]) / 2.0
-            n = len(centre)
-            out[first : first + n, 0] = np.clip((centre - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-            out[first : first + n, 1] = (np.arange(n) + 0.5) / n
+        out = np.zeros(self.size, dtype=np.float32)
+        for name, first in self.value_first.items():
+            n = len(self.value_edges[name]) - 1
+            out[first : first + n] = (np.arange(n) + 0.5) / n
         return out
 
     @cached_property

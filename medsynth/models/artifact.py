@@ -39,7 +39,7 @@ from medsynth.errors import DataError
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.device import resolve_device
 from medsynth.models.fit import GrammarTables, sequence_log_likelihood
-from medsynth.models.network import NetworkConfig, PatientNetwork, memory_width
+from medsynth.models.network import NetworkConfig, PatientNetwork
 from medsynth.models.sampler import sample_batch
 from medsynth.schema import parse_schema
 
@@ -71,10 +71,9 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         max_len=vocab.max_len,
         horizon_days=vocab.schema.time.horizon_days,
         config=config,
-        memory_width=memory_width(len(vocab.schema.channels), vocab.size - vocab.value_start),
         token_channel=torch.as_tensor(vocab.token_channel),
         token_bin=torch.as_tensor(vocab.token_bin),
-        token_rank=torch.as_tensor(vocab.token_value[:, 1]),
+        token_rank=torch.as_tensor(vocab.token_rank),
         value_first=vocab.value_start,
         n_prefix=vocab.n_prefix,
     )
@@ -280,7 +279,7 @@ class PatientModel:
         within-bin density is the same for every model and is left out).
         """
         encoded = encode_cohort(self.vocab, cohort)
-        tables = GrammarTables.build(self.vocab, self.device, memory=self.net.config.value_memory)
+        tables = GrammarTables.build(self.vocab, self.device)
         return sequence_log_likelihood(self.net, tables, encoded, batch_size=batch_size)
 
 

@@ -23,7 +23,7 @@ import torch
 
 from medsynth.encoding.encode import EncodedCohort
 from medsynth.encoding.vocabulary import EOS, PAD, Vocabulary
-from medsynth.models.network import PatientNetwork, masked_log_probs, value_memory
+from medsynth.models.network import PatientNetwork, masked_log_probs
 
 __all__ = [
     "Batch",
@@ -44,15 +44,11 @@ class GrammarTables:
     follow: torch.Tensor  # [V, V] bool, PAD and EOS rows all True (padding)
     n_prefix: int
     token_channel: torch.Tensor  # [V] long, -1 for tokens that are not values
-    token_value: torch.Tensor  # [V, 2] float, scaled bin centre and rank of value tokens
     n_channels: int
     value_first: int
-    with_memory: bool = False  # make_batch adds the value memory (for value_memory networks)
 
     @classmethod
-    def build(
-        cls, vocab: Vocabulary, device: torch.device | str = "cpu", *, memory: bool = False
-    ) -> GrammarTables:
+    def build(cls, vocab: Vocabulary, device: torch.device | str = "cpu") -> GrammarTables:
         slot_masks = vocab.slot_masks.copy()
         slot_masks[0, :] = True
         follow = vocab.follow_mask.copy()
@@ -64,32 +60,19 @@ class GrammarTables:
             follow=torch.as_tensor(follow, device=device),
             n_prefix=vocab.n_prefix,
             token_channel=torch.as_tensor(vocab.token_channel, device=device),
-            token_value=torch.as_tensor(vocab.token_value, device=device),
             n_channels=len(vocab.schema.channels),
             value_first=vocab.value_start,
-            with_memory=memory,
-        )
-
-    def memory(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The :func:`value_memory` features of ``[b, t]`` token rows."""
-        return value_memory(
-            tokens, self.token_channel, self.token_value, self.n_channels, self.value_first
         )
 
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """Network inputs and targets for a batch of sequences (trimmed to its longest).
-
-    ``memory`` holds the value-memory features of the inputs when the tables were built with
-    ``memory=True`` (for networks built with ``value_memory``), else None.
-    """
+    """Network inputs and targets for a batch of sequences (trimmed to its longest)."""
 
     inputs: torch.Tensor
     slots: torch.Tensor
     times: torch.Tensor
     targets: torch.Tensor
-    memory: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -121,11 +104,7 @@ def make_batch(
     shuffle: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Batch:
-    """Inputs, next-slot ids, times and targets (and value memory) from padded token rows.
-
-    The value memory (:meth:`GrammarTables.memory`, only when ``tables.with_memory``) is a
-    deterministic function of each patient's own inputs, so a patient stays one DP example.
-    """
+    """Inputs, next-slot ids, times and targets from padded token rows."""
     tokens = tokens.long()
     device = tables.token_slot.device
     tokens, times = tokens.to(device), times.to(device=device, dtype=torch.float32)
@@ -141,7 +120,6 @@ def make_batch(
         slots=tables.token_slot[targets],
         times=times[:, : length - 1],
         targets=targets,
-        memory=tables.memory(inputs) if tables.with_memory else None,
     )
 
 
@@ -152,7 +130,7 @@ def token_log_probs(net: torch.nn.Module, tables: GrammarTables, batch: Batch) -
     dimension first), but the grammar mask and the softmax over the vocabulary, the costliest
     element-wise work, run on the real (non-padding) positions only.
     """
-    logits = net(batch.inputs, batch.slots, batch.times, batch.memory)
+    logits = net(batch.inputs, batch.slots, batch.times)
     valid = batch.targets != PAD
     allowed = tables.slot_masks[batch.slots[valid]] & tables.follow[batch.inputs[valid]]
     targets = batch.targets[valid]

@@ -2,9 +2,7 @@
 
 Each input position adds four things: the embedding of the current token, the embedding of the
 *slot the next token fills* (which attribute or condition comes next, or "event"), a projection
-of the current visit time, and a fixed sinusoidal position. With ``value_memory`` on, a fifth:
-a projection of the *last observed value of every channel* so far in the record (see
-:func:`value_memory`), so that a channel's next value can lean directly on its previous one.
+of the current visit time, and a fixed sinusoidal position.
 With ``transition_steps`` above 0, the logit of each value token also gets a learned bias for
 its channel and the step, in bins, from that channel's last value in the record (see
 :class:`TransitionBias`): persistence of a patient's labs becomes a handful of parameters per
@@ -42,23 +40,23 @@ __all__ = [
     "TransitionBias",
     "latest_values",
     "masked_log_probs",
-    "memory_width",
-    "value_memory",
 ]
+
+# Parts of the network that were tried, measured and removed (docs/benchmarks.md): their
+# switches, and every stored field that belonged to them.
+_REMOVED_SWITCHES = ("value_memory", "pair_bias")
+_REMOVED_FIELDS = (*_REMOVED_SWITCHES, "pair_scale")
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Sizes of the transformer, and how it reads the last value of each channel.
+    """Sizes of the transformer, and the output biases that read the patient's own tokens.
 
-    ``value_memory``: add a projection of every channel's last value to each input.
     ``transition_steps``: bias each value token's logit by a learned weight for its channel and
     its step in bins from the channel's last value, steps beyond this many bins sharing the end
     weights (0: off; default 2), times ``transition_scale``. ``prefix_bias`` (default on): bias
     each value token's logit by a learned weight for each token of the patient's prefix
     (attributes and conditions), times ``prefix_scale`` (see :meth:`PatientNetwork._add_prefix`).
-    ``pair_bias`` (default off): bias each value token's logit by a learned weight for each value
-    token earlier in the record, times ``pair_scale`` (see :func:`value_counts`).
     ``smooth_bias`` (default on): bias each value token's logit by a quadratic in its bin's
     rank whose two coefficients per channel are learned linear functions of the prefix tokens
     and of every channel's latest value, times ``smooth_scale`` (see :class:`SmoothBias`).
@@ -71,13 +69,10 @@ class NetworkConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 128
-    value_memory: bool = False
     transition_steps: int = 2
     transition_scale: float = 10.0
     prefix_bias: bool = True
     prefix_scale: float = 10.0
-    pair_bias: bool = False
-    pair_scale: float = 10.0
     smooth_bias: bool = True
     smooth_scale: float = 10.0
 
@@ -86,11 +81,12 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> NetworkConfig:
+        doc = _without_removed_parts(doc)
         unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("value_memory", "prefix_bias", "pair_bias", "smooth_bias"):
+        for name in ("prefix_bias", "smooth_bias"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -103,7 +99,7 @@ class NetworkConfig:
                 f"got {steps!r}"
             )
         scales = {}
-        for name in ("prefix_scale", "transition_scale", "pair_scale", "smooth_scale"):
+        for name in ("prefix_scale", "transition_scale", "smooth_scale"):
             scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
             if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
                 raise DataError(
@@ -116,9 +112,20 @@ class NetworkConfig:
         return cls(**sizes, **flags, **scales, transition_steps=steps)
 
 
-def memory_width(n_channels: int, n_value_tokens: int) -> int:
-    """Features of :func:`value_memory`: scaled centre, rank, seen per channel, and one-hot."""
-    return 3 * n_channels + n_value_tokens
+def _without_removed_parts(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without the fields of removed parts, which must be off (or absent).
+
+    Artifacts made before those parts were removed record them switched off (with their scale);
+    such a config loads unchanged. One that switched a part on cannot be loaded faithfully.
+    """
+    for name in _REMOVED_SWITCHES:
+        if name in doc and doc[name] is not False:
+            raise DataError(
+                f"network config field {name!r} is {doc[name]!r}, but this version of medsynth "
+                f"has no {name} (it was removed); retrain the model with this version, or "
+                f"generate from it with medsynth <= 0.1.0"
+            )
+    return {k: v for k, v in doc.items() if k not in _REMOVED_FIELDS}
 
 
 def latest_values(
@@ -135,56 +142,6 @@ def latest_values(
     last = torch.where(hit, where, torch.full_like(where, -1)).cummax(dim=1).values
     latest = tokens[:, :, None].expand(b, t, n_channels).gather(1, last.clamp(min=0))
     return torch.where(last >= 0, latest, torch.full_like(latest, -1))
-
-
-def value_memory(
-    tokens: torch.Tensor,
-    token_channel: torch.Tensor,
-    token_value: torch.Tensor,
-    n_channels: int,
-    value_first: int,
-) -> torch.Tensor:
-    """``[b, t, memory_width]`` last observed value of every channel at each position.
-
-    For each position ``i`` and channel ``c``, from the latest value token of ``c`` at or before
-    ``i``: its ``k`` features (:attr:`Vocabulary.token_value`: the bin's scaled centre and
-    rank), one block of ``n_channels`` per feature, then a block of 1s where ``c`` was seen;
-    all 0 before ``c`` is first seen. Last, a one-hot block over the value tokens (ids from
-    ``value_first`` on) marking the latest token of every channel seen, so that the next
-    value's logits can depend on the previous bin without learning a steep function of one
-    number. Built on :func:`latest_values`.
-
-    Args:
-        tokens: ``[b, t]`` token ids.
-        token_channel: ``[V]`` channel of each token, -1 for tokens that are not values.
-        token_value: ``[V, k]`` features of each value token (0 elsewhere).
-        n_channels: number of channels.
-        value_first: id of the first value token (value tokens run to the end of the vocabulary).
-    """
-    b, t = tokens.shape
-    latest = latest_values(tokens, token_channel, n_channels)
-    seen = (latest >= 0).float()
-    feats = token_value[latest.clamp(min=0)].float() * seen[..., None]  # [b, t, C, k]
-    blocks = [feats[..., j] for j in range(feats.shape[-1])]
-    onehot = torch.zeros(b, t, token_channel.shape[0] - value_first, device=tokens.device)
-    onehot.scatter_add_(2, (latest - value_first).clamp(min=0), seen)  # unseen channels add 0
-    return torch.cat([*blocks, seen, onehot], dim=-1)
-
-
-def value_counts(tokens: torch.Tensor, value_first: int, n_values: int) -> torch.Tensor:
-    """``[b, t, n_values]`` how often each value token occurs at or before each position.
-
-    The input of the pair bias: a value token's logit gets ``pair_scale`` times the sum of the
-    learned weights of (earlier value token, this value token), a linear map of these counts.
-    On a one-visit table that is a pairwise model of the binned values, the relations that
-    2-way marginals and a classifier on synthetic data read, and a few weights per pair
-    instead of an interaction the transformer must find through attention under DP noise.
-    """
-    b, t = tokens.shape
-    is_value = (tokens >= value_first)[..., None].float()
-    onehot = torch.zeros(b, t, n_values, device=tokens.device)
-    onehot.scatter_(2, (tokens - value_first).clamp(min=0)[..., None], is_value)
-    return onehot.cumsum(dim=1)
 
 
 class TransitionBias(nn.Module):
@@ -241,8 +198,8 @@ class TransitionBias(nn.Module):
 class SmoothBias(nn.Module):
     """A learned logit bias for each value token, smooth over its channel's bins.
 
-    For value token ``v`` of channel ``c`` whose bin has rank ``r`` (:attr:`Vocabulary.token_value`
-    column 1, in ``(0, 1)``), with ``x = 2 r - 1``, the bias is ``scale * (a_c x + b_c (x**2 -
+    For value token ``v`` of channel ``c`` whose bin has rank ``r`` (:attr:`Vocabulary.token_rank`,
+    in ``(0, 1)``), with ``x = 2 r - 1``, the bias is ``scale * (a_c x + b_c (x**2 -
     1/3))``: a slope and a curvature over the channel's bins. The coefficients ``a_c, b_c`` are a
     learned linear function (one bias-free ``nn.Linear``, zero at start) of the *sources*: a
     constant 1, the count of each prefix token (attributes and conditions), and for every
@@ -252,10 +209,10 @@ class SmoothBias(nn.Module):
     So a channel's marginal is shaped by two numbers instead of one weight per bin, a diagnosis
     or an age band tilts every channel's distribution up or down, and a channel's value leans
     linearly on each earlier value: the linear-by-linear association of a log-linear model, four
-    weights per pair of channels (two coefficients times seen and ``x``) where the pair bias
-    needs one per pair of bins. Tail bins that no patient reaches are pulled down together by the
-    curvature instead of each carrying its own noisy weight. Everything is a function of the
-    patient's own tokens and the public bins.
+    weights per pair of channels (two coefficients times seen and ``x``) whatever their number of
+    bins. Tail bins that no patient reaches are pulled down together by the curvature instead of
+    each carrying its own noisy weight. Everything is a function of the patient's own tokens and
+    the public bins.
     """
 
     def __init__(
@@ -363,7 +320,6 @@ class PatientNetwork(nn.Module):
         max_len: int,
         horizon_days: float,
         config: NetworkConfig,
-        memory_width: int = 0,
         token_channel: torch.Tensor | None = None,
         token_bin: torch.Tensor | None = None,
         token_rank: torch.Tensor | None = None,
@@ -381,10 +337,6 @@ class PatientNetwork(nn.Module):
         self.tok = nn.Embedding(vocab_size, config.d_model)
         self.slot = nn.Embedding(n_slots, config.d_model)
         self.time = nn.Linear(2, config.d_model)
-        if config.value_memory:
-            if memory_width < 1:
-                raise DataError("value_memory needs a schema with at least one channel")
-            self.memory = nn.Linear(memory_width, config.d_model)
         if token_channel is not None:
             self.register_buffer("token_channel", token_channel.clone(), persistent=False)
             self.n_channels = int(token_channel.max()) + 1
@@ -407,14 +359,6 @@ class PatientNetwork(nn.Module):
             self.value_first = int(value_first)
             self.prefix_weights = nn.Embedding(value_first, vocab_size - value_first)
             nn.init.zeros_(self.prefix_weights.weight)
-        if config.pair_bias:
-            if not 0 < value_first < vocab_size:
-                raise DataError("pair_bias needs a schema with at least one channel")
-            self.value_first = int(value_first)
-            n_values = vocab_size - value_first
-            # counts of earlier value tokens -> value-token logits; zero at start
-            self.pairs = nn.Linear(n_values, n_values, bias=False)
-            nn.init.zeros_(self.pairs.weight)
         if config.smooth_bias:
             if token_channel is None or token_rank is None or int(token_channel.max()) < 0:
                 raise DataError("smooth_bias needs a schema with at least one channel")
@@ -427,29 +371,15 @@ class PatientNetwork(nn.Module):
         self.register_buffer("pos", _sinusoid(max_len, config.d_model), persistent=False)
 
     def _embed(
-        self,
-        tokens: torch.Tensor,
-        slots: torch.Tensor,
-        times: torch.Tensor,
-        start: int,
-        memory: torch.Tensor | None,
+        self, tokens: torch.Tensor, slots: torch.Tensor, times: torch.Tensor, start: int
     ) -> torch.Tensor:
         frac = (times / self.horizon).clamp(0.0, 1.0)
         feats = torch.stack([frac, frac.sqrt()], dim=-1)
         pos = self.pos[start : start + tokens.shape[1]]
-        x = self.tok(tokens) + self.slot(slots) + self.time(feats) + pos
-        if self.config.value_memory:
-            if memory is None:
-                raise DataError("this network reads value memory; pass the memory features")
-            x = x + self.memory(memory)
-        return x
+        return self.tok(tokens) + self.slot(slots) + self.time(feats) + pos
 
     def forward(
-        self,
-        tokens: torch.Tensor,
-        slots: torch.Tensor,
-        times: torch.Tensor,
-        memory: torch.Tensor | None = None,
+        self, tokens: torch.Tensor, slots: torch.Tensor, times: torch.Tensor
     ) -> torch.Tensor:
         """Logits ``[b, t, vocab]`` for the token after each position.
 
@@ -457,10 +387,8 @@ class PatientNetwork(nn.Module):
             tokens: ``[b, t]`` token ids.
             slots: ``[b, t]`` slot ids of the *next* token at each position.
             times: ``[b, t]`` visit time in days after each token.
-            memory: ``[b, t, memory_width]`` features of :func:`value_memory` (read only
-                when ``config.value_memory``).
         """
-        x = self._embed(tokens, slots, times, 0, memory)
+        x = self._embed(tokens, slots, times, 0)
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
@@ -475,9 +403,6 @@ class PatientNetwork(nn.Module):
         if self.config.smooth_bias:
             counts = self.smooth.prefix_counts(tokens[:, 1 : 1 + self.n_prefix], tokens.shape[0])
             logits = self._add_smooth(logits, counts, latest)
-        if self.config.pair_bias:
-            n_values = logits.shape[-1] - self.value_first
-            logits = self._add_pairs(logits, value_counts(tokens, self.value_first, n_values))
         return logits
 
     def _add_smooth(
@@ -485,12 +410,6 @@ class PatientNetwork(nn.Module):
     ) -> torch.Tensor:
         first = self.smooth.value_first
         bias = self.smooth(prefix_counts, latest)
-        return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
-
-    def _add_pairs(self, logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Add ``pair_scale`` times the pair weights of ``counts`` (:func:`value_counts`)."""
-        bias = self.config.pair_scale * self.pairs(counts)
-        first = self.value_first
         return torch.cat([logits[..., :first], logits[..., first:] + bias], dim=-1)
 
     def _add_prefix(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -521,24 +440,19 @@ class PatientNetwork(nn.Module):
         times: torch.Tensor,
         position: int,
         cache: list[list[torch.Tensor]],
-        memory: torch.Tensor | None = None,
         latest: torch.Tensor | None = None,
         prefix: torch.Tensor | None = None,
-        counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
 
-        ``memory`` is ``[b, memory_width]``, the value memory at this position; ``latest`` is
-        ``[b, n_channels]``, :func:`latest_values` at this position (read only with
-        ``transition_steps``). ``prefix`` is ``[b, n_prefix]``, the patient's prefix tokens
-        (read only with ``prefix_bias``, and only once the prefix is complete: before that, value
-        tokens are masked anyway). ``counts`` is ``[b, n_value_tokens]``, :func:`value_counts`
-        at this position (read only with ``pair_bias``).
+        ``latest`` is ``[b, n_channels]``, :func:`latest_values` at this position (read only
+        with ``transition_steps`` or ``smooth_bias``). ``prefix`` is ``[b, n_prefix]``, the
+        patient's prefix tokens (read only with ``prefix_bias`` and ``smooth_bias``, and only once
+        the prefix is complete: before that, value tokens are masked anyway).
         """
         if not cache:
             cache.extend([] for _ in self.blocks)
-        mem = None if memory is None else memory[:, None]
-        x = self._embed(tokens[:, None], slots[:, None], times[:, None], position, mem)
+        x = self._embed(tokens[:, None], slots[:, None], times[:, None], position)
         for block, kv in zip(self.blocks, cache, strict=True):
             x = block(x, kv)
         logits = self.head(self.ln_f(x))[:, 0]
@@ -553,10 +467,6 @@ class PatientNetwork(nn.Module):
                 raise DataError("this network reads each channel's last value; pass `latest`")
             pre = self.smooth.prefix_counts(prefix, logits.shape[0])
             logits = self._add_smooth(logits, pre, latest)
-        if self.config.pair_bias:
-            if counts is None:
-                raise DataError("this network reads earlier value tokens; pass `counts`")
-            logits = self._add_pairs(logits, counts)
         return logits
 
 

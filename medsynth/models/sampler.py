@@ -7,8 +7,9 @@ per-channel and total event limits and the time horizon mask what may come next 
 group starts only when the whole group fits the limits; ``EOS`` waits for the schema's
 ``min_events_total``), and each gap
 token's exact length is drawn inside its bin at once, so the network sees real visit times.
-The value memory (last value of each channel, :func:`~medsynth.models.network.value_memory`)
-is kept up to date token by token, equal to what training computes from the whole sequence.
+The latest value token of each channel (what the transition and smooth biases read) is kept up
+to date token by token, equal to what training computes from the whole sequence
+(:func:`~medsynth.models.network.latest_values`).
 Randomness comes from one CPU ``torch.Generator`` and one numpy ``Generator`` seeded together,
 so a seed gives the same patients on the same device.
 """
@@ -59,7 +60,7 @@ def sample_batch(
     token = torch.full((n,), BOS, dtype=torch.long, device=device)
     zero_t = torch.zeros(n, dtype=torch.float32, device=device)
     prefix = np.zeros((n, vocab.n_prefix), dtype=np.int64)
-    memory = ValueMemory(vocab, n, device)  # prefix tokens carry no value: zeros throughout
+    latest = LatestValues(vocab, n, device)  # prefix tokens carry no value: none seen yet
     position = 0
     # Conditions present so far per row: once the schema's max_conditions is reached, the
     # remaining free condition slots may only draw "absent" (the first token of a slot).
@@ -68,16 +69,7 @@ def sample_batch(
     for slot in _prefix_order(vocab, plan):
         info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
-        logits = net.step(
-            token,
-            slots,
-            zero_t,
-            position,
-            cache,
-            memory.features(),
-            memory.latest_ids(),
-            counts=memory.counts,
-        )
+        logits = net.step(token, slots, zero_t, position, cache, latest.ids())
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
             keep = torch.zeros(v, dtype=torch.bool, device=device)
@@ -94,49 +86,31 @@ def sample_batch(
         prefix[:, slot - 1] = token.cpu().numpy()
         position += 1
     return _sample_events(
-        net, vocab, token, position, cache, memory, prefix, follow, slot_masks, generator, rng
+        net, vocab, token, position, cache, latest, prefix, follow, slot_masks, generator, rng
     )
 
 
-class ValueMemory:
-    """The last value of every channel per row, updated one drawn token at a time."""
+class LatestValues:
+    """The latest value token of every channel per row, updated one drawn token at a time."""
 
     def __init__(self, vocab: Vocabulary, n: int, device: torch.device) -> None:
-        n_ch = len(vocab.schema.channels)
-        self.first = vocab.value_start
-        self.n_values = vocab.size - vocab.value_start
         self.channel = torch.as_tensor(vocab.token_channel, device=device)
-        self.scaled = torch.as_tensor(vocab.token_value, device=device)  # [V, k]
-        self.value = torch.zeros((n, self.scaled.shape[1], n_ch), device=device)
-        self.seen = torch.zeros((n, n_ch), dtype=torch.float32, device=device)
-        self.latest = torch.full((n, n_ch), self.first, dtype=torch.long, device=device)
-        # [n, n_values] value tokens drawn so far (the layout of value_counts at one position)
-        self.counts = torch.zeros((n, self.n_values), device=device)
+        n_ch = len(vocab.schema.channels)
+        self.latest = torch.full((n, n_ch), -1, dtype=torch.long, device=device)
 
     def update(self, token: torch.Tensor) -> None:
         """Record the value tokens among ``token`` (``[n]``, one per row)."""
         rows = torch.nonzero(self.channel[token] >= 0)[:, 0]
-        chans = self.channel[token[rows]]
-        self.value[rows, :, chans] = self.scaled[token[rows]]
-        self.seen[rows, chans] = 1.0
-        self.latest[rows, chans] = token[rows]
-        self.counts[rows, token[rows] - self.first] += 1.0
+        self.latest[rows, self.channel[token[rows]]] = token[rows]
 
-    def latest_ids(self) -> torch.Tensor:
+    def ids(self) -> torch.Tensor:
         """``[n, n_channels]``: the latest value token of each channel, -1 if unseen (the
         layout of :func:`~medsynth.models.network.latest_values` at one position)."""
-        return torch.where(self.seen > 0, self.latest, torch.full_like(self.latest, -1))
-
-    def features(self) -> torch.Tensor:
-        """``[n, memory_width]``: the layout of :func:`value_memory` at one position."""
-        n = self.seen.shape[0]
-        onehot = torch.zeros((n, self.n_values), device=self.seen.device)
-        onehot.scatter_add_(1, self.latest - self.first, self.seen)
-        return torch.cat([self.value.flatten(1), self.seen, onehot], dim=-1)
+        return self.latest.clone()
 
 
 def _sample_events(
-    net, vocab, token, position, cache, memory, prefix, follow, slot_masks, generator, rng
+    net, vocab, token, position, cache, latest, prefix, follow, slot_masks, generator, rng
 ) -> SampledPatients:
     device = token.device
     n = token.shape[0]
@@ -163,17 +137,7 @@ def _sample_events(
     eos_only[EOS] = True
     while position < vocab.max_len - 1 and not bool(done.all()):
         now_t = torch.as_tensor(now, dtype=torch.float32, device=device)
-        logits = net.step(
-            token,
-            event_slot,
-            now_t,
-            position,
-            cache,
-            memory.features(),
-            memory.latest_ids(),
-            prefix_t,
-            memory.counts,
-        )
+        logits = net.step(token, event_slot, now_t, position, cache, latest.ids(), prefix_t)
         allowed = follow[token] & base
         # A channel may start only if everything it commits to (its whole measurement group)
         # fits the per-channel and total limits, so no record ends inside a group; a channel
@@ -193,7 +157,7 @@ def _sample_events(
         stuck = ~allowed.any(dim=1) | done
         allowed = torch.where(stuck[:, None], eos_only, allowed)
         token = _draw(logits, allowed, generator)
-        memory.update(token)
+        latest.update(token)
         done = done | (token == EOS)
         tok = token.cpu().numpy()
         live = ~done.cpu().numpy()

@@ -185,7 +185,7 @@ def train(
     with torch.random.fork_rng(devices=[]):  # seed the initialisation, not the caller's RNG
         torch.manual_seed(random_state)
         net = build_network(vocab, config.network).to(dev)
-    tables = GrammarTables.build(vocab, dev, memory=config.network.value_memory)
+    tables = GrammarTables.build(vocab, dev)
     if dist.main:
         pretrain(net, vocab, tables, config, random_state=random_state, progress=progress)
     encoded = encode_cohort(vocab, cohort)

@@ -32,7 +32,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, Mapping) and "value" in value:
         core = fmt(value["value"])
         if value.get("ci_low") is not None and value.get("ci_high") is not None:
-            pct = round(100 * float(value.get("confidence", 0.95)))
+            pct = round(100 * float(value["confidence"]))
             core += f" [{fmt(value['ci_low'])}, {fmt(value['ci_high'])}] ({pct}% CI)"
         return core
     if isinstance(value, bool):
@@ -134,11 +134,11 @@ def generic_charts(details: Mapping[str, Any], limit: int = 6) -> list[Markup]:
 def fidelity_view(result: Mapping[str, Any]) -> dict[str, Any]:
     d = result["details"]
     marg = d["marginals"]
-    names = d["associations"].get("labels", {})
+    names = d["associations"]["labels"]
     attrs = []
     for name, e in marg["attributes"].items():
         labels, series = drop_empty_missing(
-            list(e.get("display_labels") or e["labels"]),
+            list(e["display_labels"]),
             {"real": e["real"], "synthetic": e["synthetic"]},
         )
         chart = svg.hbars if len(labels) > 14 else svg.bars
@@ -242,10 +242,8 @@ def timeseries_view(result: Mapping[str, Any]) -> dict[str, Any]:
                 )
             )
         )
-    found = d.get("gallery", {})
-    gallery = [
-        gallery_card(p, found["horizon_days"], i) for i, p in enumerate(found.get("patients", []))
-    ]
+    found = d["gallery"]
+    gallery = [gallery_card(p, found["horizon_days"], i) for i, p in enumerate(found["patients"])]
     measured = {
         name: c
         for name, c in d["channels"].items()
@@ -255,7 +253,7 @@ def timeseries_view(result: Mapping[str, Any]) -> dict[str, Any]:
         "charts": charts,
         "trajectories": trajectories,
         "gallery": gallery,
-        "gallery_note": found.get("note", ""),
+        "gallery_note": found["note"],
         "channels": measured,
     }
 

@@ -131,7 +131,7 @@ def banner(document: Mapping[str, Any]) -> dict[str, Any]:
         "css": css,
         "verdict": verdict,
         "words": VERDICT_WORDS.get(verdict, ""),
-        "headline": document.get("headline", ""),
+        "headline": document["headline"],
         "skipped": skipped,
         "failed": failed,
     }

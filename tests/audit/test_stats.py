@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from medsynth.audit.base import Estimate
 from medsynth.audit.stats import (
     auc_estimate,
     clopper_pearson,
@@ -148,3 +149,12 @@ def test_empirical_epsilon_never_exceeds_a_known_epsilon_by_much():
 def test_empirical_epsilon_needs_two_scores_a_side():
     est, rates = empirical_epsilon([1.0], [0.0, 1.0], delta=1e-5)
     assert math.isnan(est.value) and rates == {}
+
+
+def test_estimate_round_trips_through_its_dict():
+    e = Estimate(0.7, math.nan, 0.8, 0.9, "clopper-pearson")
+    doc = e.to_dict()
+    assert doc["ci_low"] is None
+    back = Estimate.from_dict(doc)
+    assert (back.value, back.ci_high, back.confidence, back.method) == (0.7, 0.8, 0.9, e.method)
+    assert math.isnan(back.ci_low)

@@ -198,28 +198,14 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.net = net
         self.tokens: list[torch.Tensor] = []
-        self.memory: list[torch.Tensor | None] = []
         self.latest: list[torch.Tensor | None] = []
         self.prefix: list[torch.Tensor | None] = []
-        self.counts: list[torch.Tensor | None] = []
 
-    def step(
-        self,
-        tokens,
-        slots,
-        times,
-        position,
-        cache,
-        memory=None,
-        latest=None,
-        prefix=None,
-        counts=None,
-    ):
+    def step(self, tokens, slots, times, position, cache, latest=None, prefix=None):
         self.tokens.append(tokens.clone())
-        fed = ((self.memory, memory), (self.latest, latest), (self.prefix, prefix))
-        for seen, value in (*fed, (self.counts, counts)):
+        for seen, value in ((self.latest, latest), (self.prefix, prefix)):
             seen.append(None if value is None else value.clone())
-        return self.net.step(tokens, slots, times, position, cache, memory, latest, prefix, counts)
+        return self.net.step(tokens, slots, times, position, cache, latest, prefix)
 
 
 def sample_unconditioned(net: torch.nn.Module, vocab, n: int, seed: int = 0):

@@ -23,9 +23,8 @@ N = 6  # patients in the batch; the data loader below has N items and 1 step: ex
 
 
 # The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]), one
-# with the prefix bias (an nn.Embedding fed [b, n_prefix]), one with the pair bias (an
-# nn.Linear fed [b, t, values] counts) and one with the smooth bias (an nn.Linear fed
-# [b, t, sources]).
+# with the prefix bias (an nn.Embedding fed [b, n_prefix]) and one with the smooth bias (an
+# nn.Linear fed [b, t, sources]).
 NETWORKS = {
     "plain": dataclasses.replace(
         TINY_NET, transition_steps=0, prefix_bias=False, smooth_bias=False
@@ -35,9 +34,6 @@ NETWORKS = {
     ),
     "prefix": dataclasses.replace(
         TINY_NET, prefix_bias=True, transition_steps=0, smooth_bias=False
-    ),
-    "pair": dataclasses.replace(
-        TINY_NET, pair_bias=True, prefix_bias=False, transition_steps=0, smooth_bias=False
     ),
     "smooth": dataclasses.replace(
         TINY_NET, smooth_bias=True, prefix_bias=False, transition_steps=0
@@ -57,8 +53,6 @@ def setup(request):
         torch.nn.init.normal_(net.transition.weight.weight, std=0.5)
     if request.param == "prefix":
         torch.nn.init.normal_(net.prefix_weights.weight, std=0.5)
-    if request.param == "pair":
-        torch.nn.init.normal_(net.pairs.weight, std=0.5)
     if request.param == "smooth":
         torch.nn.init.normal_(net.smooth.linear.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)

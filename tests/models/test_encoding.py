@@ -76,6 +76,14 @@ def test_vocabulary_layout(general_schema):
     assert vocab.slot_masks.sum(axis=0).tolist() == [0, 0] + [1] * (vocab.size - 2)
 
 
+def test_value_token_ranks_are_bin_midpoints_inside_each_channel(general_schema):
+    vocab = build_vocabulary(general_schema)
+    for name, first in vocab.value_first.items():
+        n = len(vocab.value_edges[name]) - 1
+        np.testing.assert_allclose(vocab.token_rank[first : first + n], (np.arange(n) + 0.5) / n)
+    assert (vocab.token_rank[: vocab.value_start] == 0).all()
+
+
 def test_encoding_obeys_the_grammar(general_cohort):
     vocab = build_vocabulary(general_cohort.schema)
     enc = encode_cohort(vocab, general_cohort)

@@ -1,13 +1,18 @@
-"""The network and the sampler: cached decoding equals the full pass; limits always hold."""
+"""The network and the sampler: cached decoding equals the full pass; limits always hold;
+stored configs of earlier versions load or are refused with the fix."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
-from medsynth.models.artifact import build_network
+from medsynth.errors import DataError
+from medsynth.models.artifact import build_network, load_model, save_artifact
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, make_batch, sequence_log_likelihood
 from medsynth.models.network import NetworkConfig, latest_values
@@ -69,3 +74,45 @@ def test_sampler_respects_limits_and_horizon(small):
     assert np.bincount(out.event_row, minlength=200).max() <= limits.max_events_total
     assert ((out.event_time >= 0) & (out.event_time <= small.time.horizon_days)).all()
     assert len(out.event_row) > 0
+
+
+# The fields of the value memory and the pair bias, as every artifact of medsynth 0.1.0 and
+# earlier recorded them (both parts off by default).
+REMOVED_PARTS_OFF = {"value_memory": False, "pair_bias": False, "pair_scale": 10.0}
+
+
+def _artifact_with_network_fields(vocab, folder, **fields) -> None:
+    """An untrained artifact whose stored network config also holds ``fields``."""
+    save_artifact(
+        folder,
+        vocab=vocab,
+        net=build_network(vocab, TINY_NET),
+        training={},
+        privacy={"epsilon": 1.0, "delta": 1e-5},
+    )
+    config_path = folder / "config.json"
+    doc = json.loads(config_path.read_text())
+    doc["network"].update(fields)
+    config_path.write_text(json.dumps(doc))
+
+
+def test_stored_config_with_removed_parts_switched_off_loads(small, tmp_path):
+    stored = {**TINY_NET.to_dict(), **REMOVED_PARTS_OFF}
+    assert NetworkConfig.from_dict(stored) == TINY_NET
+    assert NetworkConfig.from_dict({**TINY_NET.to_dict(), "pair_scale": 1.0}) == TINY_NET
+    vocab = build_vocabulary(small)
+    _artifact_with_network_fields(vocab, tmp_path / "m", **REMOVED_PARTS_OFF)
+    model = load_model(tmp_path / "m")
+    assert model.net.config == TINY_NET
+    assert next(model.sample(4, random_state=0)).n_patients == 4
+
+
+@pytest.mark.parametrize("field", ["value_memory", "pair_bias"])
+def test_stored_config_with_a_removed_part_switched_on_is_refused(small, tmp_path, field):
+    fix = rf"'{field}' is True.*retrain the model with this version.*medsynth <= 0\.1\.0"
+    with pytest.raises(DataError, match=fix):
+        NetworkConfig.from_dict({**TINY_NET.to_dict(), **REMOVED_PARTS_OFF, field: True})
+    vocab = build_vocabulary(small)
+    _artifact_with_network_fields(vocab, tmp_path / "m", **{**REMOVED_PARTS_OFF, field: True})
+    with pytest.raises(DataError, match=fix):
+        load_model(tmp_path / "m")

@@ -71,8 +71,8 @@ def test_sources_read_the_prefix_and_latest_values(small):
     bias = smooth(counts, latest)[0]
     chan2 = smooth.chan == 2
     assert torch.all(bias[~chan2] == 0)
-    ranks = vocab.token_value[vocab.value_start :, 1][chan2.numpy()]
-    top_x = 2.0 * vocab.token_value[top, 1] - 1.0
+    ranks = vocab.token_rank[vocab.value_start :][chan2.numpy()]
+    top_x = 2.0 * vocab.token_rank[top] - 1.0
     torch.testing.assert_close(
         bias[chan2], NET.smooth_scale * top_x * (2.0 * torch.as_tensor(ranks) - 1.0)
     )
@@ -124,12 +124,12 @@ def test_config_field_is_optional_and_checked():
             NetworkConfig.from_dict({"smooth_scale": bad})
 
 
-@pytest.mark.parametrize("part", ["transition_steps", "prefix_bias", "pair_bias", "smooth_bias"])
+@pytest.mark.parametrize("part", ["transition_steps", "prefix_bias", "smooth_bias"])
 def test_each_output_bias_refuses_a_schema_without_channels(part):
     doc = copy.deepcopy(small_schema(1).raw)
     doc["channels"], doc["measurement_groups"] = [], []
     vocab = build_vocabulary(parse_schema(doc))
-    off = {"transition_steps": 0, "prefix_bias": False, "pair_bias": False, "smooth_bias": False}
+    off = {"transition_steps": 0, "prefix_bias": False, "smooth_bias": False}
     on = 2 if part == "transition_steps" else True
     config = dataclasses.replace(TINY_NET, **{**off, part: on})
     with pytest.raises(DataError, match=f"{part} needs a schema with at least one channel"):

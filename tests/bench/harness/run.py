@@ -46,10 +46,7 @@ FULL = {
 # (the simulator measures about 60% of a bench schema's channels per visit, teaching the model
 # to skip the rest).
 TUNED = {"epochs": 60, "learning_rate": 0.01, "pretrain_patients": 0}
-# TrainConfig overrides of the ``medsynth-pair`` system: the library defaults plus the pair bias
-# (NetworkConfig.pair_bias), to measure it beside the peers before it becomes a default.
-PAIR = {"network": {"pair_bias": True}}
-OWN_CONFIGS = {"medsynth-tuned": TUNED, "medsynth-pair": PAIR}
+OWN_CONFIGS = {"medsynth-tuned": TUNED}
 # Rough relative cost of a fit, to start the longest first when running in parallel.
 COST = {"flchain": 4, "pbcseq": 4, "breast-cancer": 2, "mgus2": 1, "diabetes": 1}
 

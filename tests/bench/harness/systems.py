@@ -3,7 +3,6 @@
 * ``medsynth``: the DP-SGD generator at the run's (epsilon, delta), through
   :func:`medsynth.pipeline.train.train` in a worker process;
 * ``medsynth-tuned``: the same, with the TrainConfig the harness passes (``run.TUNED``);
-* ``medsynth-pair``: the same with the pair bias on (``run.PAIR``);
 * ``medsynth-nodp``: the same model and code at epsilon 1e6 (a ceiling, not a release);
 * ``real``: train-on-real, the real training table itself (no fit, no sampling);
 * peers from ``tests/bench/peers``: each runs with the Python of its own virtual environment
@@ -49,12 +48,11 @@ PEER_SYSTEMS: dict[str, Peer] = {
     "aim": Peer(".venv-peers-smartnoise", "smartnoise_worker.py", "aim"),
     "mostlyai": Peer(".venv-peers-mostlyai", "mostlyai_worker.py", "tabular", sequential=True),
 }
-OWN_SYSTEMS = ("medsynth", "medsynth-tuned", "medsynth-pair", "medsynth-nodp", "real")
+OWN_SYSTEMS = ("medsynth", "medsynth-tuned", "medsynth-nodp", "real")
 ALL_SYSTEMS = (*OWN_SYSTEMS, *PEER_SYSTEMS)
 PRIVATE = {
     "medsynth",
     "medsynth-tuned",
-    "medsynth-pair",
     "dpctgan",
     "patectgan",
     "mst",
