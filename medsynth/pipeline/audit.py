@@ -33,7 +33,7 @@ from medsynth.audit.run import (
 from medsynth.core.canonical import canonical_json
 from medsynth.errors import Problem, SchemaError
 from medsynth.pipeline.provenance import ledger_events_of, model_identity
-from medsynth.report.html import render_html
+from medsynth.report import html
 from medsynth.report.signing import sign_report
 
 __all__ = ["AuditReport", "run_audit"]
@@ -128,7 +128,7 @@ def run_audit(
     signature = None
     with atomic_dir(target, overwrite=overwrite) as tmp:
         (tmp / REPORT_JSON).write_bytes(canonical_json(document))
-        (tmp / REPORT_HTML).write_text(render_html(document), encoding="utf-8")
+        (tmp / REPORT_HTML).write_text(html.render_html(document), encoding="utf-8")
         if key_path is not None:
             written = sign_report(tmp, key_path)
             signature = target / Path(written).name if written else None

@@ -59,7 +59,7 @@ def test_cap_show_verify(ledger):
         0.75,
         1.25,
     )
-    assert item["releases"][0]["artifact_sha256"] == "e" * 64
+    assert item["releases"][0]["model_sha256"] == "e" * 64
     assert item["releases"][0]["noise_multiplier"] == 1.5
     assert item["caps"][0]["label"] == "IRB 42"
 

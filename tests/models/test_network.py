@@ -82,18 +82,17 @@ REMOVED_PARTS_OFF = {"value_memory": False, "pair_bias": False, "pair_scale": 10
 
 
 def _artifact_with_network_fields(vocab, folder, **fields) -> None:
-    """An untrained artifact whose stored network config also holds ``fields``."""
+    """An untrained artifact shaped as medsynth 0.1 wrote it (an indented privacy.json naming no
+    model hash) whose stored network config also holds ``fields``."""
     save_artifact(
-        folder,
-        vocab=vocab,
-        net=build_network(vocab, TINY_NET),
-        training={},
-        privacy={"epsilon": 1.0, "delta": 1e-5},
+        folder, vocab=vocab, net=build_network(vocab, TINY_NET), training={}, privacy=None
     )
     config_path = folder / "config.json"
     doc = json.loads(config_path.read_text())
     doc["network"].update(fields)
     config_path.write_text(json.dumps(doc))
+    old_record = {"mechanism": "dp-sgd", "epsilon": 1.0, "delta": 1e-5, "accountant": "rdp"}
+    (folder / "privacy.json").write_text(json.dumps(old_record, indent=2))
 
 
 def test_stored_config_with_removed_parts_switched_off_loads(small, tmp_path):
