@@ -60,6 +60,10 @@ class LedgerIntegrityError(MedsynthError):
     exit_code = 3
 
 
+class LedgerMissingError(LedgerIntegrityError):
+    """No ledger at the given path: a new one is only made on explicit request (budget init)."""
+
+
 class NotFittedError(MedsynthError):
     """A model was used before ``fit``."""
 

@@ -81,3 +81,21 @@ def minimal_doc() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def tiny_schema() -> DatasetSchema:
     return parse_schema(minimal_doc())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _installation_home(tmp_path_factory):
+    """Every test runs against its own installation folder (its key, no user ledger)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MEDSYNTH_HOME", str(tmp_path_factory.mktemp("medsynth-home")))
+    patch.delenv("MEDSYNTH_LEDGER", raising=False)
+    yield
+    patch.undo()
+
+
+def new_ledger(path, **kwargs):
+    """Start a ledger at ``path`` (ledgers are only ever created explicitly); returns the path."""
+    from medsynth.privacy.ledger import Ledger
+
+    Ledger.create(path, **kwargs)
+    return path

@@ -122,7 +122,7 @@ def show(dataset: str | None, ledger: Path | None, as_json: bool) -> None:
 
     book = Ledger(ledger)
     events = book.events()
-    known = list(dict.fromkeys(e.dataset for e in events))
+    known = book.datasets()
     chosen = known if dataset is None else [_pick(dataset, known)]
     report = {
         "ledger": str(book.path),

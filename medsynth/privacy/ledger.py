@@ -7,17 +7,20 @@ one :class:`LedgerEvent` in canonical JSON (RFC 8785, :mod:`medsynth.core.canoni
 previous line's bytes (64 zeros for the first line). Lines carry ``format``
 (:data:`EVENT_FORMAT`); lines without it were written by medsynth 0.1 in its earlier canonical
 form and are checked in that form, so old ledgers keep verifying. A sidecar ``<ledger>.head``
-file names the number of lines and the last line's hash, so a ledger cut back to fewer whole
-lines (or restored from an old copy) is detected too. Any edited byte, deleted, reordered or
-torn line raises :class:`~medsynth.errors.LedgerIntegrityError`; the ledger is never repaired
-and reading never modifies it. Appends take a file lock (``<ledger>.lock``) around read, verify
-and write, write one complete line with ``O_APPEND`` and fsync it, so concurrent runs lose
-nothing.
+file names the number of lines and the last line's hash, sealed with the installation's key
+(:mod:`medsynth.privacy.ledger_head`), so a ledger cut back, re-hashed and re-headed, or
+stripped of its head, is detected too. A ledger is created only on explicit request
+(:meth:`Ledger.create`, ``medsynth budget init``); its first line (``init``) names it and the
+default cap of every dataset charged to it. A missing ledger is refused, never read as empty.
+Any edited byte, deleted, reordered or torn line raises
+:class:`~medsynth.errors.LedgerIntegrityError`; the ledger is never repaired and reading never
+modifies it. Appends take a file lock (``<ledger>.lock``) around read, verify and write, write
+one complete line with ``O_APPEND`` and fsync it, so concurrent runs lose nothing.
 
 Composition is basic: a dataset's spent epsilon is the sum of its charged epsilons and its spent
 delta the sum of the deltas. This is a valid upper bound for any mix of mechanisms and
-accountants, simple to check by hand, and conservative. A dataset without a cap may be charged
-(the spend is still recorded); ``medsynth budget show`` says it is uncapped.
+accountants, simple to check by hand, and conservative. A dataset without a cap of its own is
+held to the ledger's default cap (:data:`DEFAULT_CAP` unless ``budget init`` set another).
 """
 
 from __future__ import annotations
@@ -37,21 +40,28 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from medsynth.core.canonical import JCS, LEGACY, NotCanonicalError, canonical_json
-from medsynth.errors import BudgetError, LedgerIntegrityError, MedsynthError
+from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
 from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
+from medsynth.privacy.installation import create_installation_key
+from medsynth.privacy.ledger_head import REPAIR, check_head, write_head
 
-__all__ = ["EVENT_TYPES", "BudgetSummary", "Ledger", "LedgerEvent", "default_ledger_path"]
+__all__ = [
+    "DEFAULT_CAP",
+    "EVENT_TYPES",
+    "BudgetSummary",
+    "Ledger",
+    "LedgerEvent",
+    "default_ledger_path",
+]
 
-EVENT_TYPES = ("cap", "charge", "artifact")
+EVENT_TYPES = ("init", "cap", "charge", "artifact")
+DEFAULT_CAP = 10.0  # total epsilon of a dataset that has no cap of its own
 EVENT_FORMAT = "medsynth.ledger-event/2"  # RFC 8785 lines; 0.1 lines carry no format
 GENESIS = "0" * 64
 _FIELDS_V1 = frozenset({"id", "type", "dataset", "time", "payload", "prev_hash", "hash"})
 _FIELDS = _FIELDS_V1 | {"format"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REPAIR = (
-    "medsynth never repairs a ledger: restore it from a copy you trust, or start a new "
-    "ledger and carry the spent budget over by hand"
-)
+_REPAIR = REPAIR
 
 
 def default_ledger_path() -> Path:
@@ -98,8 +108,8 @@ class LedgerEvent:
 
     @property
     def epsilon(self) -> float:
-        """The epsilon of a cap or charge event (0 for artifact events)."""
-        return float(self.payload.get("epsilon", 0.0)) if self.type != "artifact" else 0.0
+        """The epsilon of a cap or charge event (0 for init and artifact events)."""
+        return float(self.payload["epsilon"]) if self.type in ("cap", "charge") else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -125,6 +135,7 @@ class BudgetSummary:
     spent_epsilon: float
     spent_delta: float
     charges: int
+    cap_is_default: bool = False
 
     @property
     def remaining(self) -> float | None:
@@ -135,6 +146,7 @@ class BudgetSummary:
         return {
             "dataset": self.dataset,
             "cap": self.cap,
+            "cap_is_default": self.cap_is_default,
             "spent_epsilon": self.spent_epsilon,
             "spent_delta": self.spent_delta,
             "charges": self.charges,
@@ -188,6 +200,27 @@ class Ledger:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_ledger_path()
 
+    @classmethod
+    def create(
+        cls, path: str | Path | None = None, *, default_cap: float = DEFAULT_CAP, label: str = ""
+    ) -> Ledger:
+        """Start a new ledger at ``path`` (and this installation's key, if there is none yet).
+
+        Raises:
+            MedsynthError: a ledger (or its head) already exists there.
+        """
+        book = cls(path)
+        cap = _check_epsilon(default_cap, "default cap")
+        if book.path.exists() or book.head_path.exists():
+            raise MedsynthError(
+                f"{book.path} already exists (or its head {book.head_path.name} does); a ledger "
+                "is never started over: use it, or choose a new path"
+            )
+        create_installation_key()
+        payload = {"ledger_id": uuid.uuid4().hex, "default_cap": cap, "label": str(label)}
+        book._append("init", payload, lambda events: "", create=True)
+        return book
+
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
 
@@ -211,7 +244,7 @@ class Ledger:
 
     def datasets(self) -> list[str]:
         """Fingerprints of every dataset the ledger names, in order of first appearance."""
-        return list(dict.fromkeys(e.dataset for e in self._load()))
+        return list(dict.fromkeys(e.dataset for e in self._load() if e.type != "init"))
 
     def cap(self, dataset: str) -> float | None:
         """The dataset's epsilon cap (the latest one set), or None when uncapped."""
@@ -228,7 +261,8 @@ class Ledger:
     def summaries(self) -> list[BudgetSummary]:
         """One :class:`BudgetSummary` per dataset named in the ledger."""
         events = self._load()
-        return [_summary(events, d) for d in dict.fromkeys(e.dataset for e in events)]
+        names = dict.fromkeys(e.dataset for e in events if e.type != "init")
+        return [_summary(events, d) for d in names]
 
     def check(self, dataset: str, epsilon: float) -> None:
         """Raise :class:`~medsynth.errors.BudgetError` if ``epsilon`` more would pass the cap."""
@@ -299,9 +333,8 @@ class Ledger:
 
     # -- file handling -------------------------------------------------------------------------
     def _load(self) -> list[LedgerEvent]:
-        if not self.path.parent.is_dir():
+        if not self.path.exists():
             self._check_missing()
-            return []
         with self._locked():
             return self._read()[0]
 
@@ -326,6 +359,11 @@ class Ledger:
                 f"{self.path} is missing but {self.head_path} records events: the ledger was "
                 f"deleted or moved; {_REPAIR}"
             )
+        raise LedgerMissingError(
+            f"no privacy ledger at {self.path}: a ledger is never started implicitly (a mistyped "
+            f"path must not open a fresh budget). Give the path of the existing ledger, or start "
+            f"one with 'medsynth budget init --ledger {self.path}'"
+        )
 
     def _read(self) -> tuple[list[LedgerEvent], str, int]:
         """Parse and verify the file: (events, hash of the last line, number of lines)."""
@@ -333,20 +371,34 @@ class Ledger:
             data = self.path.read_bytes()
         except FileNotFoundError:
             self._check_missing()
-            return [], GENESIS, 0
+            raise  # pragma: no cover - _check_missing always raises
         except OSError as exc:
             raise MedsynthError(f"cannot read the ledger {self.path}: {exc}") from None
         events, lines = _parse(data, self.path)
-        _check_head(self.head_path, lines, self.path)
+        check_head(
+            self.head_path,
+            lines,
+            self.path,
+            ledger_id=_ledger_id(events),
+            sealed_lines=any(e.format is not None for e in events),
+        )
         return events, (_sha(lines[-1]) if lines else GENESIS), len(lines)
 
     def _append(
-        self, type_: str, payload: dict[str, Any], prepare: Callable[[list[LedgerEvent]], str]
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        prepare: Callable[[list[LedgerEvent]], str],
+        *,
+        create: bool = False,
     ) -> LedgerEvent:
         """Under the lock: read and verify, let ``prepare`` check and name the dataset, append."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            self._check_missing()
         with self._locked():
-            events, prev, count = self._read()
+            events, prev, count = ([], GENESIS, 0) if create else self._read()
             dataset = prepare(events)
             body = {
                 "format": EVENT_FORMAT,
@@ -359,12 +411,26 @@ class Ledger:
             }
             body["hash"] = _sha(canonical_json(body))
             line = canonical_json(body)
+            ledger_id = payload["ledger_id"] if create else _ledger_id(events)
             _append_line(self.path, line, created=count == 0)
-            _write_head(self.head_path, count + 1, _sha(line))
+            write_head(self.head_path, ledger_id=ledger_id, count=count + 1, last_hash=_sha(line))
         return LedgerEvent(**body)
 
 
 # -- pure helpers ------------------------------------------------------------------------------
+def _ledger_id(events: list[LedgerEvent]) -> str:
+    """The id the ledger's ``init`` line names ("" for a ledger written by medsynth 0.1)."""
+    if events and events[0].type == "init":
+        return str(events[0].payload["ledger_id"])
+    return ""
+
+
+def _default_cap(events: list[LedgerEvent]) -> float:
+    if events and events[0].type == "init":
+        return float(events[0].payload["default_cap"])
+    return DEFAULT_CAP
+
+
 def _summary(events: list[LedgerEvent], dataset: str) -> BudgetSummary:
     cap: float | None = None
     spent, spent_delta, charges = 0.0, 0.0, 0
@@ -377,6 +443,8 @@ def _summary(events: list[LedgerEvent], dataset: str) -> BudgetSummary:
             spent += float(e.payload["epsilon"])
             spent_delta += float(e.payload["delta"])
             charges += 1
+    if cap is None:
+        return BudgetSummary(dataset, _default_cap(events), spent, spent_delta, charges, True)
     return BudgetSummary(dataset, cap, spent, spent_delta, charges)
 
 
@@ -385,9 +453,10 @@ def _check_budget(events: list[LedgerEvent], dataset: str, epsilon: float) -> No
     if s.cap is None or s.spent_epsilon + epsilon <= s.cap * (1 + 1e-12):
         return
     left = s.remaining or 0.0
+    which = "the ledger's default cap" if s.cap_is_default else "its cap"
     raise BudgetError(
         f"privacy budget refused for dataset {dataset}: requested epsilon {epsilon:.6g}, "
-        f"already spent {s.spent_epsilon:.6g} of its cap {s.cap:.6g} ({left:.6g} left); "
+        f"already spent {s.spent_epsilon:.6g} of {which} {s.cap:.6g} ({left:.6g} left); "
         f"nothing was run. Ask for epsilon <= {left:.6g}, or, if the data owner agrees, raise "
         f"the cap with `medsynth budget cap {dataset} --epsilon E`"
     )
@@ -411,6 +480,10 @@ def _parse(data: bytes, path: Path) -> tuple[list[LedgerEvent], list[bytes]]:
             raise LedgerIntegrityError(
                 f"{path}, line {number}: prev_hash does not match the line before it: a line "
                 f"was deleted, inserted or reordered; {_REPAIR}"
+            )
+        if event.type == "init" and number != 1:
+            raise LedgerIntegrityError(
+                f"{path}, line {number}: an init event can only be the first line; {_REPAIR}"
             )
         if event.type == "artifact" and event.payload.get("charge_id") not in charges:
             raise LedgerIntegrityError(
@@ -466,6 +539,10 @@ def _check_payload(type_: str, payload: dict[str, Any], bad) -> None:
         v = payload.get(key)
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < high
 
+    if type_ == "init" and not (
+        isinstance(payload.get("ledger_id"), str) and number("default_cap", float("inf"))
+    ):
+        raise bad("init event without ledger_id and a positive default_cap")
     if type_ in ("cap", "charge") and not number("epsilon", float("inf")):
         raise bad(f"{type_} event without a positive epsilon")
     if type_ == "charge" and not number("delta", 1.0):
@@ -475,24 +552,6 @@ def _check_payload(type_: str, payload: dict[str, Any], bad) -> None:
         and isinstance(payload.get("model_sha256", payload.get("artifact_sha256")), str)
     ):
         raise bad("artifact event without charge_id and model_sha256")
-
-
-def _check_head(head_path: Path, lines: list[bytes], path: Path) -> None:
-    try:
-        raw = head_path.read_bytes()
-    except FileNotFoundError:
-        return
-    try:
-        head = json.loads(raw)
-        count, last = int(head["events"]), str(head["last_hash"])
-    except (ValueError, KeyError, TypeError):
-        raise LedgerIntegrityError(f"{head_path}: unreadable ledger head file; {_REPAIR}") from None
-    if count > len(lines) or count < 1 or _sha(lines[count - 1]) != last:
-        raise LedgerIntegrityError(
-            f"{path} holds {len(lines)} lines but its head file {head_path.name} records "
-            f"{count} ending in hash {last[:16]}: the ledger was cut back or restored from an "
-            f"old copy; {_REPAIR}"
-        )
 
 
 def _append_line(path: Path, line: bytes, *, created: bool) -> None:
@@ -509,12 +568,6 @@ def _append_line(path: Path, line: bytes, *, created: bool) -> None:
         os.close(fd)
     if created:
         _fsync_dir(path.parent)
-
-
-def _write_head(head_path: Path, count: int, last_hash: str) -> None:
-    from medsynth._io import atomic_write_bytes
-
-    atomic_write_bytes(head_path, canonical_json({"events": count, "last_hash": last_hash}))
 
 
 def _fsync_dir(folder: Path) -> None:

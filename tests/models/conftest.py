@@ -22,6 +22,7 @@ from medsynth.models.sampler import sample_batch
 from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
+from tests.conftest import new_ledger
 
 MARKER_ID = "zz-marker-patient-q7"
 MARKER_VALUE = 577.0  # glucose, planted once; 577.0 and "zz-marker" must not reach the artifact
@@ -135,7 +136,7 @@ def small_cohort(small):
 def trained(small_cohort, tmp_path_factory):
     """One model at a large epsilon (no pretraining), shared by several test files."""
     root = tmp_path_factory.mktemp("trained")
-    ledger = root / "ledger.jsonl"
+    ledger = new_ledger(root / "ledger.jsonl")
     path = train(
         small_cohort,
         epsilon=LARGE_EPSILON,

@@ -18,7 +18,7 @@ def test_cap_refusal_exits_3_and_trains_nothing(tmp_path):
     simulate(small_schema(), 40, random_state=3).save(cohort_dir)
     fingerprint = Cohort.load(cohort_dir).source.fingerprint
     ledger = tmp_path / "ledger.jsonl"
-    Ledger(ledger).set_cap(fingerprint, 1.0)
+    Ledger.create(ledger).set_cap(fingerprint, 1.0)
     args = ["train", str(cohort_dir), "--ledger", str(ledger), "--out", str(tmp_path / "m")]
     args += ["--epochs", "1", "--pretrain-patients", "0", "--accountant", "rdp", "--no-progress"]
     result = CliRunner().invoke(cli, [*args, "--epsilon", "2"])

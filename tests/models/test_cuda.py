@@ -11,6 +11,7 @@ import torch
 from medsynth.models.artifact import load_model
 from medsynth.pipeline.generate import generate_cohort
 from medsynth.pipeline.train import train
+from tests.conftest import new_ledger
 from tests.models.conftest import LARGE_EPSILON, fast_config
 
 pytestmark = [
@@ -26,7 +27,7 @@ def test_train_and_generate_on_cuda(small_cohort, tmp_path, mode):
         epsilon=LARGE_EPSILON,
         delta=1e-5,
         out=tmp_path / "model",
-        ledger=tmp_path / "ledger.jsonl",
+        ledger=new_ledger(tmp_path / "ledger.jsonl"),
         config=fast_config(epochs=4, grad_sample_mode=mode),
         device="cuda",
         progress=False,

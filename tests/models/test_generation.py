@@ -13,6 +13,7 @@ from medsynth.fhir.validate import validate_output
 from medsynth.models.artifact import load_model
 from medsynth.pipeline.generate import generate, generate_cohort
 from medsynth.pipeline.train import train
+from tests.conftest import new_ledger
 from tests.models.conftest import cohort_stats, fast_config
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.
@@ -77,7 +78,7 @@ def test_utility_large_epsilon_beats_tiny_epsilon(trained, small_cohort, tmp_pat
         small_cohort,
         epsilon=0.01,
         out=tmp_path / "tiny",
-        ledger=tmp_path / "l.jsonl",
+        ledger=new_ledger(tmp_path / "l.jsonl"),
         config=fast_config(accountant="gdp"),
         progress=False,
     )

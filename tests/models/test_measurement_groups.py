@@ -18,6 +18,7 @@ from medsynth.pipeline.generate import generate_cohort
 from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
+from tests.conftest import new_ledger
 from tests.models.conftest import TINY_NET, fast_config, sample_unconditioned
 
 GROUP = ("glucose", "hba1c")
@@ -164,7 +165,7 @@ def test_tiny_trained_model_samples_whole_groups(schema, cohort, tmp_path):
         epsilon=200.0,
         delta=1e-5,
         out=tmp_path / "model",
-        ledger=tmp_path / "ledger.jsonl",
+        ledger=new_ledger(tmp_path / "ledger.jsonl"),
         config=fast_config(epochs=2, batch_size=60),
         progress=False,
         random_state=0,

@@ -22,6 +22,7 @@ from medsynth.models.plan import (
 )
 from medsynth.pipeline.train import train
 from medsynth.privacy.dpsgd import PoissonBatches, private_loader
+from tests.conftest import new_ledger
 from tests.models.conftest import (
     LARGE_EPSILON,
     MARKER_ID,
@@ -98,7 +99,7 @@ def test_cap_refuses_before_training(small_cohort, tmp_path):
     from medsynth.privacy.ledger import Ledger
 
     ledger = tmp_path / "ledger.jsonl"
-    Ledger(ledger).set_cap(small_cohort.source.fingerprint, 1.0)
+    Ledger.create(ledger).set_cap(small_cohort.source.fingerprint, 1.0)
     with pytest.raises(BudgetError) as err:
         train(
             small_cohort,
@@ -168,7 +169,7 @@ def test_train_resolves_and_records_pretraining(per_channel, tmp_path, monkeypat
         cohort,
         epsilon=LARGE_EPSILON,
         out=tmp_path / "model",
-        ledger=tmp_path / "ledger.jsonl",
+        ledger=new_ledger(tmp_path / "ledger.jsonl"),
         config=config,
         progress=False,
     )
@@ -245,7 +246,7 @@ def test_training_really_uses_poisson_batches(small_cohort, tmp_path, monkeypatc
         small_cohort,
         epsilon=LARGE_EPSILON,
         out=tmp_path / "m",
-        ledger=tmp_path / "l.jsonl",
+        ledger=new_ledger(tmp_path / "l.jsonl"),
         config=fast_config(epochs=6, batch_size=100),
         progress=False,
     )

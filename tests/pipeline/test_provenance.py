@@ -44,7 +44,7 @@ def released(tmp_path_factory, tiny_schema):
     root = tmp_path_factory.mktemp("release")
     real = simulate(tiny_schema, 160, random_state=4)
     train_side, holdout = real.split(0.25, random_state=0)
-    ledger = root / "ledger.jsonl"
+    ledger = Ledger.create(root / "ledger.jsonl").path
     model = train(
         train_side,
         epsilon=4.0,
@@ -134,7 +134,7 @@ def test_records_naming_another_model_fail_the_chain(released, tmp_path):
     chain = check_chain(model=root / "model", ledger=root / "ledger.jsonl", export=root / "fhir")
     assert not chain.ok
     assert [link.ok for link in chain.links] == [True, False, True]
-    empty = tmp_path / "other-ledger.jsonl"
+    empty = Ledger.create(tmp_path / "other-ledger.jsonl")
     chain = check_chain(model=root / "model", ledger=empty)
     assert not chain.ok and "no artifact event names this model" in chain.links[-1].note
 

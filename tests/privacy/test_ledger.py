@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from medsynth.core.canonical import canonical_json
-from medsynth.errors import BudgetError, LedgerIntegrityError, MedsynthError
+from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
 from medsynth.privacy.accounting import PrivacyRecord
-from medsynth.privacy.ledger import GENESIS, Ledger, default_ledger_path
+from medsynth.privacy.ledger import DEFAULT_CAP, GENESIS, Ledger, default_ledger_path
 
 DATA = "a" * 64
 OTHER = "b" * 64
@@ -34,18 +34,28 @@ def record(epsilon: float, delta: float = 1e-5) -> PrivacyRecord:
 
 @pytest.fixture()
 def book(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "deep" / "er" / "ledger.jsonl")
+    return Ledger.create(tmp_path / "deep" / "er" / "ledger.jsonl")
 
 
-def test_new_ledger_created_with_parent_folders_and_reading_creates_nothing(book):
-    assert book.events() == [] and book.verify() == 0
-    assert not book.path.parent.exists()  # reading an absent ledger writes nothing
-    book.set_cap(DATA, 3.0)
+def test_a_ledger_is_only_created_on_request(tmp_path):
+    path = tmp_path / "deep" / "er" / "ledger.jsonl"
+    for read in (Ledger(path).verify, Ledger(path).events, lambda: Ledger(path).spent(DATA)):
+        with pytest.raises(LedgerMissingError, match="budget init") as info:
+            read()
+        assert info.value.exit_code == 3
+    with pytest.raises(LedgerMissingError):
+        Ledger(path).set_cap(DATA, 3.0)  # a mistyped path never opens a fresh budget
+    assert not path.parent.exists()  # refusing wrote nothing
+    book = Ledger.create(path)
     assert book.path.is_file() and book.verify() == 1
+    assert [e.type for e in book.events()] == ["init"]
+    assert (book.path.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(MedsynthError, match="never started over"):
+        Ledger.create(path)
 
 
 def test_cap_charge_spent_and_summary(book):
-    assert book.cap(DATA) is None
+    assert book.cap(DATA) == DEFAULT_CAP and book.summary(DATA).cap_is_default
     book.set_cap(DATA, 3.0, label="ethics board 2026-04")
     book.charge(DATA, record(1.0, 1e-5), label="run 1")
     book.charge(DATA, record(0.5, 1e-6))
@@ -53,7 +63,7 @@ def test_cap_charge_spent_and_summary(book):
     s = book.summary(DATA)
     assert (s.cap, s.spent_epsilon, s.charges, s.remaining) == (3.0, 1.5, 2, 1.5)
     assert s.spent_delta == pytest.approx(1.1e-5, rel=1e-12)
-    assert book.spent(OTHER) == 7.0 and book.cap(OTHER) is None  # uncapped: allowed
+    assert book.spent(OTHER) == 7.0 and book.cap(OTHER) == DEFAULT_CAP  # the default cap
     assert book.datasets() == [DATA, OTHER]
     assert [e.type for e in book.events(DATA)] == ["cap", "charge", "charge"]
     assert book.events(DATA)[1].payload["label"] == "run 1"
@@ -99,9 +109,10 @@ def test_latest_cap_is_in_force(book):
 def test_bad_inputs_are_refused(book):
     with pytest.raises(MedsynthError, match="fingerprint"):
         book.charge("", record(1.0))
+    before = book.path.read_bytes()
     with pytest.raises(MedsynthError, match="cap epsilon"):
         book.set_cap(DATA, 0)
-    assert not book.path.exists()
+    assert book.path.read_bytes() == before
 
 
 def test_attach_artifact(book):
@@ -157,7 +168,7 @@ def tamper_byte(data: bytes) -> bytes:
         ),
         (
             "lines swapped",
-            lambda d: b"\n".join([d.split(b"\n")[i] for i in (0, 2, 1, 3, 4)]),
+            lambda d: b"\n".join([d.split(b"\n")[i] for i in (0, 1, 3, 2, 4, 5)]),
             "prev_hash",
         ),
         ("tail torn", lambda d: d[:-20], "incomplete"),
@@ -186,12 +197,11 @@ def test_deleted_ledger_is_detected_through_its_head_file(book):
         book.verify()
 
 
-def test_ledger_without_head_file_still_verifies(book):
+def test_ledger_without_its_head_file_is_refused(book):
     filled(book)
     book.head_path.unlink()
-    assert book.verify() == 4
-    book.charge(DATA, record(0.5))
-    assert json.loads(book.head_path.read_text())["events"] == 5
+    with pytest.raises(LedgerIntegrityError, match="head file ledger.jsonl.head is missing"):
+        book.verify()
 
 
 def _charge_many(path: str, n: int, results) -> None:
@@ -220,9 +230,9 @@ def test_concurrent_charges_lose_nothing_and_respect_the_cap(book):
     assert all(p.exitcode == 0 for p in procs)
     accepted = sum(results.get(timeout=5) for _ in procs)
     assert accepted == 60
-    assert book.verify() == 61
+    assert book.verify() == 62  # init, cap, 60 charges
     assert book.spent(DATA) == 60.0
-    assert len({e.id for e in book.events()}) == 61
+    assert len({e.id for e in book.events()}) == 62
 
 
 def test_default_ledger_path(monkeypatch, tmp_path):
