@@ -93,9 +93,11 @@ def _installation_home(tmp_path_factory):
     patch.undo()
 
 
-def new_ledger(path, **kwargs):
-    """Start a ledger at ``path`` (ledgers are only ever created explicitly); returns the path."""
+def new_ledger(path, *, default_cap: float = 1000.0):
+    """Start a ledger at ``path`` (ledgers are only ever created explicitly); returns the path.
+
+    Its default cap is large: tests train at large epsilons to check learning, not budgets."""
     from medsynth.privacy.ledger import Ledger
 
-    Ledger.create(path, **kwargs)
+    Ledger.create(path, default_cap=default_cap)
     return path

@@ -78,8 +78,35 @@ def budget() -> None:
 
     Every DP training run is charged to its source dataset in an append-only, hash-chained
     ledger before it starts; a run that would pass the dataset's cap is refused (exit 3).
-    Epsilons and deltas of a dataset's releases add up (basic composition).
+    Epsilons and deltas of a dataset's releases add up (basic composition). A ledger is
+    started only by `medsynth budget init`; a missing one is refused, never read as empty.
     """
+
+
+@budget.command()
+@ledger_option
+@click.option(
+    "--default-cap",
+    type=float,
+    default=None,
+    help="Total epsilon of a dataset that has no cap of its own (default 10).",
+)
+@click.option("--label", default="", help="Free text stored with the ledger (who runs it).")
+def init(ledger: Path | None, default_cap: float | None, label: str) -> None:
+    """Start a new, empty privacy ledger (and this installation's secret key if none exists).
+
+    The key ($MEDSYNTH_HOME/installation.key, mode 0600) seals the ledger's head so edits by
+    anyone without it are detected; back it up with the ledger. A ledger is never started over.
+    """
+    from medsynth.privacy.installation import key_path
+    from medsynth.privacy.ledger import DEFAULT_CAP, Ledger
+
+    cap = DEFAULT_CAP if default_cap is None else default_cap
+    book = Ledger.create(ledger, default_cap=cap, label=label)
+    click.echo(
+        f"ledger started at {book.path} (default cap epsilon {cap:g} per dataset); its head is "
+        f"sealed with the installation key {key_path()}: back up both"
+    )
 
 
 @budget.command()
@@ -205,8 +232,11 @@ def _dataset_report(book: Any, fp: str, events: list[Any]) -> dict[str, Any]:
 
 
 def _dataset_text(item: dict[str, Any]) -> str:
-    if item["cap"] is None:
-        limit = "UNCAPPED (no cap set; set one with `medsynth budget cap`)"
+    if item["cap_is_default"]:
+        limit = (
+            f"default cap {item['cap']:.6g}, left {item['remaining']:.6g} (no cap of its own; "
+            "set one with `medsynth budget cap`)"
+        )
     else:
         limit = f"cap {item['cap']:.6g}, left {item['remaining']:.6g}"
     lines = [

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,7 @@ def save_artifact(
     training: Mapping[str, Any],
     privacy: Any,
     overwrite: bool = False,
+    before_publish: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the artifact folder atomically (weights, config, then the privacy record naming
     their hash).
@@ -168,6 +169,9 @@ def save_artifact(
     Args:
         privacy: the :class:`medsynth.privacy.accounting.PrivacyRecord` of the DP-SGD run, or
             None for a model trained without privacy (marked not releasable).
+        before_publish: called with the model hash once every file is written, before the
+            folder is moved into place (the pipeline settles the ledger charge here, so a model
+            never appears without the ledger naming it).
     """
     config = {
         "format": MODEL_FORMAT,
@@ -182,8 +186,10 @@ def save_artifact(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         torch.save(state, tmp / WEIGHTS)
         (tmp / CONFIG).write_text(_dumps(config), encoding="utf-8")
-        doc = privacy_document(privacy, model_hash=model_sha256(tmp))
-        (tmp / PRIVACY).write_bytes(canonical_json(doc))
+        digest = model_sha256(tmp)
+        (tmp / PRIVACY).write_bytes(canonical_json(privacy_document(privacy, model_hash=digest)))
+        if before_publish is not None:
+            before_publish(digest)
     return Path(out)
 
 

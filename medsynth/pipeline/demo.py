@@ -115,8 +115,9 @@ def step_train(ctx: DemoContext) -> None:
     """Train the generator on the training side with DP-SGD, charged to the demo's ledger."""
     from medsynth.models.artifact import load_model
     from medsynth.pipeline.train import train
+    from medsynth.privacy.ledger import Ledger
 
-    ctx.ledger_path = ctx.out / "ledger" / "ledger.jsonl"
+    ctx.ledger_path = Ledger.create(ctx.out / "ledger" / "ledger.jsonl", label="medsynth demo").path
     ctx.model_dir = train(
         ctx.artifacts["train"],
         epsilon=ctx.epsilon,

@@ -10,12 +10,16 @@
 3. **pretrain** the network without privacy on patients from the schema-driven simulator
    (public, no privacy cost);
 4. **fine-tune** it on the private cohort under DP-SGD (:func:`medsynth.privacy.dpsgd.fit_private`);
-5. **write** the artifact atomically and **settle** the charge: the ledger's artifact event
-   records the model hash that ``privacy.json``, FHIR manifests and audit reports also name.
+5. **write** the artifact into a hidden folder, **settle** the charge (the ledger's artifact
+   event records the model hash that ``privacy.json``, FHIR manifests and audit reports also
+   name), and only then move the folder into place.
 
-A run that fails after step 2 leaves its charge in the ledger without an artifact event: the
-epsilon counts as spent (the noise may have touched the data), and ``medsynth budget show``
-lists the charge as having no artifact.
+So whenever a run stops, the ledger is ahead of the files, never behind: a run killed after step
+2 leaves its charge without an artifact event (the epsilon counts as spent: the noise may have
+touched the data; ``medsynth budget show`` lists the charge with no model), one killed between
+settling and the final rename leaves an artifact event naming a model that was never published,
+and no model folder ever exists whose charge the ledger lacks
+(``tests/pipeline/test_charge_order.py`` kills training at each of these points).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from medsynth.cohort import Cohort
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import Vocabulary, build_vocabulary
 from medsynth.errors import MedsynthError
-from medsynth.models.artifact import build_network, model_sha256, save_artifact
+from medsynth.models.artifact import build_network, save_artifact
 from medsynth.models.device import resolve_device
 from medsynth.models.fit import GrammarTables, fit_nonprivate
 from medsynth.models.plan import TrainConfig, plan_schedule, resolve_pretraining
@@ -154,7 +158,7 @@ def train(
     if dev.type == "cuda" and dist.world_size > 1:
         dev = torch.device("cuda", dist.local_rank)
     delta = default_delta(cohort.n_patients) if delta is None else float(delta)
-    check_targets(epsilon, delta)  # on every rank, before any collective call
+    check_targets(epsilon, delta, cohort.n_patients)  # every rank, before any collective call
     schedule = plan_schedule(config, cohort.n_patients)
     record = dist.broadcast(
         plan_privacy(
@@ -211,10 +215,15 @@ def train(
             "world_size": dist.world_size,
             "device_type": dev.type,
         }
-        save_artifact(
-            out, vocab=vocab, net=net.cpu(), training=training, privacy=record, overwrite=overwrite
-        )
         assert book is not None and charge is not None
-        book.attach_artifact(charge.id, model_sha256(out))
+        save_artifact(
+            out,
+            vocab=vocab,
+            net=net.cpu(),
+            training=training,
+            privacy=record,
+            overwrite=overwrite,
+            before_publish=lambda digest: book.attach_artifact(charge.id, digest),
+        )
     dist.barrier()
     return Path(out)

@@ -23,6 +23,7 @@ __all__ = ["KEY_NAME", "create_installation_key", "installation_dir", "installat
 
 KEY_NAME = "installation.key"
 _KEY_BYTES = 32
+_CACHE: dict[str, tuple[tuple[int, int], bytes]] = {}
 
 
 def installation_dir() -> Path:
@@ -39,7 +40,7 @@ def key_path() -> Path:
 
 
 def installation_key() -> bytes:
-    """The installation's key.
+    """The installation's key (read once per key file; cached while the file is unchanged).
 
     Raises:
         LedgerIntegrityError: there is no key (or it is unreadable): a ledger cannot be
@@ -47,6 +48,10 @@ def installation_key() -> bytes:
     """
     path = key_path()
     try:
+        stat = path.stat()
+        cached = _CACHE.get(str(path))
+        if cached is not None and cached[0] == (stat.st_mtime_ns, stat.st_size):
+            return cached[1]
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LedgerIntegrityError(
@@ -62,6 +67,7 @@ def installation_key() -> bytes:
         key = b""
     if len(key) != _KEY_BYTES:
         raise LedgerIntegrityError(f"{path} is not a medsynth installation key (64 hex digits)")
+    _CACHE[str(path)] = ((stat.st_mtime_ns, stat.st_size), key)
     return key
 
 

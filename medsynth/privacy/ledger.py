@@ -26,6 +26,7 @@ held to the ledger's default cap (:data:`DEFAULT_CAP` unless ``budget init`` set
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -42,7 +43,7 @@ from filelock import FileLock, Timeout
 from medsynth.core.canonical import JCS, LEGACY, NotCanonicalError, canonical_json
 from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
 from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
-from medsynth.privacy.installation import create_installation_key
+from medsynth.privacy.installation import create_installation_key, installation_key, mac
 from medsynth.privacy.ledger_head import REPAIR, check_head, write_head
 
 __all__ = [
@@ -59,7 +60,7 @@ DEFAULT_CAP = 10.0  # total epsilon of a dataset that has no cap of its own
 EVENT_FORMAT = "medsynth.ledger-event/2"  # RFC 8785 lines; 0.1 lines carry no format
 GENESIS = "0" * 64
 _FIELDS_V1 = frozenset({"id", "type", "dataset", "time", "payload", "prev_hash", "hash"})
-_FIELDS = _FIELDS_V1 | {"format"}
+_FIELDS = _FIELDS_V1 | {"format", "mac"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _REPAIR = REPAIR
 
@@ -100,6 +101,7 @@ class LedgerEvent:
     prev_hash: str
     hash: str
     format: str | None = None
+    mac: str | None = None
 
     @property
     def model_sha256(self) -> str | None:
@@ -123,6 +125,8 @@ class LedgerEvent:
         }
         if self.format is not None:
             doc["format"] = self.format
+        if self.mac is not None:
+            doc["mac"] = self.mac
         return doc
 
 
@@ -381,6 +385,7 @@ class Ledger:
             self.path,
             ledger_id=_ledger_id(events),
             sealed_lines=any(e.format is not None for e in events),
+            lagging_ok=bool(events) and events[-1].mac is not None,
         )
         return events, (_sha(lines[-1]) if lines else GENESIS), len(lines)
 
@@ -410,6 +415,7 @@ class Ledger:
                 "prev_hash": prev,
             }
             body["hash"] = _sha(canonical_json(body))
+            body["mac"] = mac(installation_key(), body["hash"].encode("ascii"))
             line = canonical_json(body)
             ledger_id = payload["ledger_id"] if create else _ledger_id(events)
             _append_line(self.path, line, created=count == 0)
@@ -476,6 +482,10 @@ def _parse(data: bytes, path: Path) -> tuple[list[LedgerEvent], list[bytes]]:
     prev = GENESIS
     for number, line in enumerate(lines, start=1):
         event = _parse_line(line, f"{path}, line {number}")
+        if event.format is None and events and events[-1].format is not None:
+            raise LedgerIntegrityError(
+                f"{path}, line {number}: an unsealed 0.1-style line after sealed ones; {_REPAIR}"
+            )
         if event.prev_hash != prev:
             raise LedgerIntegrityError(
                 f"{path}, line {number}: prev_hash does not match the line before it: a line "
@@ -523,9 +533,16 @@ def _parse_line(line: bytes, where: str) -> LedgerEvent:
         raise bad(f"holds a value JSON cannot carry ({exc})") from None
     if canonical != line:
         raise bad("not in canonical form (edited)")
-    body = {k: v for k, v in obj.items() if k != "hash"}
+    body = {k: v for k, v in obj.items() if k not in ("hash", "mac")}
     if _sha(canonical_json(body, form=form)) != obj["hash"]:
         raise bad("content does not match its hash (edited)")
+    if form == JCS and not (
+        isinstance(obj["mac"], str)
+        and hmac.compare_digest(
+            mac(installation_key(), str(obj["hash"]).encode("ascii")), obj["mac"]
+        )
+    ):
+        raise bad("its seal does not verify under this installation's key (forged or foreign)")
     if obj["type"] not in EVENT_TYPES or not isinstance(obj["payload"], dict):
         raise bad(f"unknown event type {obj['type']!r} or payload not an object")
     if not all(isinstance(obj[k], str) for k in ("id", "dataset", "time", "prev_hash")):

@@ -6,7 +6,9 @@ is rewritten after every append. Reading a ledger checks it, and fails closed:
 
 * a non-empty ledger without its head, or a head without its ledger, is refused;
 * a head naming fewer or other lines than the file holds (lines cut, an old copy restored), or
-  whose MAC does not verify (rewritten by someone without the key), is refused;
+  whose MAC does not verify (rewritten by someone without the key), is refused; the one
+  exception is a head one line behind a last line that carries a valid seal of its own: a run
+  stopped between appending that line and rewriting the head;
 * a ledger written by medsynth 0.1 has a head without ``format`` or ``mac``; it is accepted
   only while every line is a 0.1 line, and the first append seals it.
 """
@@ -45,7 +47,13 @@ def write_head(head_path: Path, *, ledger_id: str, count: int, last_hash: str) -
 
 
 def check_head(
-    head_path: Path, lines: list[bytes], path: Path, *, ledger_id: str, sealed_lines: bool
+    head_path: Path,
+    lines: list[bytes],
+    path: Path,
+    *,
+    ledger_id: str,
+    sealed_lines: bool,
+    lagging_ok: bool = False,
 ) -> None:
     """Raise :class:`LedgerIntegrityError` unless the head vouches for exactly ``lines``.
 
@@ -53,6 +61,9 @@ def check_head(
         ledger_id: the id the ledger's ``init`` line names ("" for a 0.1 ledger).
         sealed_lines: whether any line was written by medsynth >= 0.2 (then a 0.1-style head is
             a downgrade and is refused).
+        lagging_ok: the last line carries its own seal (a MAC under the key), so a head that
+            records every line but that one is a run stopped between its two writes, not an
+            attack: a line appended by someone without the key fails its own seal.
     """
     try:
         raw = head_path.read_bytes()
@@ -75,6 +86,8 @@ def check_head(
             f"{head_path} is an unsealed head but {path} holds lines written with a sealed one: "
             f"the head was rewritten; {REPAIR}"
         )
+    if count == len(lines) - 1 >= 1 and sha256_hex(lines[count - 1]) == last and lagging_ok:
+        return  # a run stopped between appending its (sealed) line and rewriting the head
     if count != len(lines) or count < 1 or sha256_hex(lines[count - 1]) != last:
         raise LedgerIntegrityError(
             f"{path} holds {len(lines)} lines but its head file {head_path.name} records "

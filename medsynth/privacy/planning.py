@@ -16,17 +16,29 @@ from medsynth.privacy.accounting import (
     PrivacyRecord,
     calibrate_noise,
     compute_epsilon,
+    default_delta,
 )
 
 __all__ = ["check_targets", "plan_privacy"]
 
 
-def check_targets(epsilon: float, delta: float) -> None:
-    """Refuse an epsilon or delta that no DP-SGD run can be planned for."""
+def check_targets(epsilon: float, delta: float, n_patients: int | None = None) -> None:
+    """Refuse an epsilon or delta that no DP-SGD run may be planned for.
+
+    delta is the probability that the guarantee fails outright; above ``1 / N`` a mechanism
+    that publishes one whole random patient's record would satisfy it, so it is refused (the
+    default, :func:`medsynth.privacy.accounting.default_delta`, is at most ``1 / (10 N)``).
+    """
     if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
         raise MedsynthError(f"epsilon must be > 0, got {epsilon}; pass --epsilon 1 for example")
     if not (isinstance(delta, (int, float)) and 0.0 < delta < 1.0):
         raise MedsynthError(f"delta must lie in (0, 1), got {delta}")
+    if n_patients is not None and n_patients > 0 and delta > 1.0 / n_patients:
+        raise MedsynthError(
+            f"delta {delta:g} is above 1/N = {1.0 / n_patients:.3g} for {n_patients} patients: "
+            "a release that leaked one whole patient would meet it. Use delta much smaller "
+            f"than 1/N, e.g. {default_delta(n_patients):g} (the default when --delta is not given)"
+        )
 
 
 def plan_privacy(

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from medsynth.cli.budget import budget, dataset_fingerprint
-from medsynth.errors import DataError
+from medsynth.errors import BudgetError, DataError
 from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.ledger import Ledger
 
@@ -36,7 +36,21 @@ def run(*args: str):
 
 @pytest.fixture()
 def ledger(tmp_path: Path) -> Path:
-    return tmp_path / "books" / "ledger.jsonl"
+    path = tmp_path / "books" / "ledger.jsonl"
+    started = run("init", "--ledger", str(path), "--default-cap", "8")
+    assert started.exit_code == 0 and "default cap epsilon 8" in started.output, started.output
+    return path
+
+
+def test_init_starts_a_ledger_once_and_nothing_opens_one_implicitly(tmp_path):
+    path = tmp_path / "typo.jsonl"
+    for args in (["show"], ["verify"], ["cap", FP, "--epsilon", "1"]):
+        result = run(*args, "--ledger", str(path))
+        assert result.exit_code == 3 and "budget init" in result.output, (args, result.output)
+        assert not path.exists()
+    assert run("init", "--ledger", str(path)).exit_code == 0
+    again = run("init", "--ledger", str(path))
+    assert again.exit_code == 1 and "never started over" in again.output
 
 
 def test_cap_show_verify(ledger):
@@ -65,16 +79,17 @@ def test_cap_show_verify(ledger):
 
     checked = run("verify", "--ledger", str(ledger))
     assert checked.exit_code == 0
-    assert "intact: 3 events" in checked.output
+    assert "intact: 4 events" in checked.output
 
 
-def test_uncapped_dataset_is_shown_as_such(ledger, tmp_path):
+def test_a_dataset_without_its_own_cap_has_the_default_cap(ledger, tmp_path):
+    empty = run("show", "--ledger", str(ledger))
+    assert empty.exit_code == 0 and "no caps or releases" in empty.output
     Ledger(ledger).charge(FP, record(1.0))
     result = run("show", "--ledger", str(ledger))
-    assert "UNCAPPED" in result.output
-    empty = run("show", "--ledger", str(tmp_path / "none.jsonl"))
-    assert empty.exit_code == 0 and "no caps or releases" in empty.output
-    assert not (tmp_path / "none.jsonl").exists()
+    assert "default cap 8, left 7" in result.output, result.output
+    with pytest.raises(BudgetError, match="the ledger's default cap 8"):
+        Ledger(ledger).charge(FP, record(7.5))
 
 
 def test_damaged_ledger_exits_3(ledger):
@@ -119,7 +134,7 @@ def test_dataset_given_as_cohort_folder_or_fhir_files(tmp_path, general_schema):
     folder = tmp_path / "cohort"
     ingested.save(folder)
     assert dataset_fingerprint(str(folder)) == ingested.source.fingerprint
-    ledger = tmp_path / "ledger.jsonl"
+    ledger = Ledger.create(tmp_path / "ledger.jsonl").path
     assert run("cap", str(folder), "--epsilon", "1", "--ledger", str(ledger)).exit_code == 0
     assert Ledger(ledger).cap(ingested.source.fingerprint) == 1.0
 
@@ -133,6 +148,6 @@ def test_unknown_dataset_is_a_usage_error(tmp_path):
 
 
 def test_every_command_has_help():
-    for name in ("cap", "show", "verify"):
+    for name in ("init", "cap", "show", "verify"):
         result = run(name, "--help")
         assert result.exit_code == 0 and "--ledger" in result.output

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from medsynth.simulate import simulate
+from tests.conftest import new_ledger
 from tests.models.conftest import small_schema
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.
@@ -23,7 +24,7 @@ def test_torchrun_two_processes(tmp_path):
 
     cohort_dir = tmp_path / "cohort"
     simulate(small_schema(), 64, random_state=2).save(cohort_dir)
-    out, ledger = tmp_path / "model", tmp_path / "ledger.jsonl"
+    out, ledger = tmp_path / "model", new_ledger(tmp_path / "ledger.jsonl")
     cmd = [
         sys.executable,
         "-m",

@@ -138,8 +138,9 @@ def test_lines_are_canonical_and_hash_chained(book):
         obj = json.loads(line)
         assert canonical_json(obj) == line
         assert obj["prev_hash"] == prev
-        body = {k: v for k, v in obj.items() if k != "hash"}
+        body = {k: v for k, v in obj.items() if k not in ("hash", "mac")}
         assert obj["hash"] == hashlib.sha256(canonical_json(body)).hexdigest()
+        assert len(obj["mac"]) == 64  # the line's seal: HMAC of its hash under the key
         assert obj["time"].endswith("+00:00")
         prev = hashlib.sha256(line).hexdigest()
 

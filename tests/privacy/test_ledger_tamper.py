@@ -43,14 +43,15 @@ def write_lines(book: Ledger, rows: list[bytes]) -> None:
 
 
 def rehash(rows: list[bytes], start: int) -> list[bytes]:
-    """Re-seal the hash chain from line ``start`` on, as an attacker without the key can."""
+    """Re-hash the chain from line ``start`` on, as an attacker without the key can (each
+    line's own seal, a MAC of its hash, cannot be recomputed and stays as it was)."""
     out = list(rows[:start])
     prev = hashlib.sha256(out[-1]).hexdigest() if out else "0" * 64
     for row in rows[start:]:
         obj = json.loads(row)
         obj["prev_hash"] = prev
-        body = {k: v for k, v in obj.items() if k != "hash"}
-        obj["hash"] = hashlib.sha256(canonical_json(body)).hexdigest()
+        body = {k: v for k, v in obj.items() if k not in ("hash", "mac")}
+        obj["hash"] = hashlib.sha256(canonical_json(body)).hexdigest()  # the old mac is kept
         row = canonical_json(obj)
         out.append(row)
         prev = hashlib.sha256(row).hexdigest()
@@ -130,7 +131,7 @@ CASES: dict[str, tuple[Callable[[Ledger], None], str]] = {
     "an epsilon edited in a line": (edit_epsilon, "does not match its hash"),
     "last charge edited, re-hashed, head rewritten unsealed": (
         lambda b: edit_last_charge(b, key=None),
-        "unsealed head",
+        "seal does not verify",
     ),
     "last charge edited, re-hashed, head sealed with a guessed key": (
         lambda b: edit_last_charge(b, key=b"\x00" * 32),
@@ -195,3 +196,22 @@ def test_a_head_of_another_ledger_is_refused(book, tmp_path):
     write_lines(other, rows)  # another ledger's lines under this ledger's sealed head
     with pytest.raises(LedgerIntegrityError, match="heads were swapped|records"):
         other.verify()
+
+
+def test_a_run_stopped_between_its_line_and_its_head_is_read_whole(book):
+    head = book.head_path.read_bytes()
+    book.charge(DATA, record(0.5))
+    book.head_path.write_bytes(head)  # the head as it was before the last append
+    assert book.verify() == 6 and book.spent(DATA) == 7.0
+    book.charge(DATA, record(0.25))  # the next append seals the head again
+    assert json.loads(book.head_path.read_bytes())["events"] == 7
+
+
+def test_a_line_appended_without_the_key_is_refused(book):
+    rows = lines(book)
+    forged = json.loads(rows[1])  # the cap line, raised to a generous cap
+    forged["payload"]["epsilon"] = 1000.0
+    rows = rehash([*rows, canonical_json(forged)], len(rows))
+    write_lines(book, rows)
+    with pytest.raises(LedgerIntegrityError, match="seal does not verify"):
+        book.spent(DATA)
