@@ -14,7 +14,6 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
-from setuptools import find_packages
 
 import medsynth._resources as resources
 from medsynth.audit.policy import load_policy, policies_dir, shipped_policies
@@ -25,14 +24,16 @@ from medsynth.schema.load import load_json_schema
 tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
-SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+SETUPTOOLS, PROJECT = PYPROJECT["tool"]["setuptools"], PYPROJECT["project"]
 
 
 def test_every_package_is_listed_and_data_packages_map_to_the_top_level_folders():
     listed = set(SETUPTOOLS["packages"])
     data = {p for p in listed if p.startswith("medsynth._data.")}
-    assert listed - data == set(find_packages(where=str(ROOT), include=["medsynth*"]))
+    inits = ROOT.glob("medsynth/**/__init__.py")
+    packages = {".".join(init.parent.relative_to(ROOT).parts) for init in inits}
+    assert listed - data == packages
     assert SETUPTOOLS["package-dir"] == {
         "medsynth._data.schemas": "schemas",
         "medsynth._data.audits": "audits",
@@ -60,7 +61,8 @@ def _third_party_imports() -> set[str]:
 
 
 def test_every_third_party_import_is_a_declared_dependency():
-    declared = {_normalise(re.split(r"[<>=!~ \[;]", d)[0]) for d in PROJECT["dependencies"]}
+    requirements = PROJECT["dependencies"] + sum(PROJECT["optional-dependencies"].values(), [])
+    declared = {_normalise(re.split(r"[<>=!~ \[;]", r)[0]) for r in requirements}
     dists = packages_distributions()
     imports = _third_party_imports()
     assert {"numpy", "scipy", "sklearn", "torch", "opacus"} <= imports
@@ -69,7 +71,7 @@ def test_every_third_party_import_is_a_declared_dependency():
         for name in imports
         if not declared & {_normalise(d) for d in dists.get(name, [])}
     }
-    assert not undeclared, f"imported by medsynth but not in [project] dependencies: {undeclared}"
+    assert not undeclared, f"imported by medsynth but not declared in pyproject.toml: {undeclared}"
 
 
 def test_checkout_finds_the_top_level_folders():
