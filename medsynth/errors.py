@@ -86,3 +86,15 @@ class MissingDependencyError(MedsynthError):
     def __init__(self, package: str, extra: str | None = None) -> None:
         cmd = f"pip install 'medsynth[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{package} is required for this feature: {cmd}")
+
+
+class MissingDataError(MedsynthError):
+    """A data file medsynth ships (a JSON Schema, a dataset schema, an audit policy) is missing
+    from this installation; the message names it and how to reinstall."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(
+            f"medsynth's shipped file {what} is missing from this installation ({detail}). "
+            "Reinstall medsynth: 'pip install --force-reinstall medsynth-<version>.whl' for a "
+            "wheel, or 'pip install -e .' in a source checkout that has schemas/ and audits/."
+        )

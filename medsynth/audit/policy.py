@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import math
 import operator
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medsynth._resources import shipped_dir
 from medsynth.audit.base import AuditResult, Estimate
 from medsynth.errors import Problem, SchemaError
 from medsynth.schema.load import read_json_document, validate_document
@@ -41,16 +41,12 @@ STATISTICS = ("value", "ci_low", "ci_high")
 
 
 def policies_dir() -> Path:
-    """The folder holding the shipped audit policies (``audits/`` of a checkout or a wheel)."""
-    here = Path(__file__).resolve()
-    candidates = (
-        here.parents[2] / "audits",  # a source checkout or an editable install
-        Path(sys.prefix) / "share" / "medsynth" / "audits",  # a wheel install
-    )
-    for candidate in candidates:
-        if (candidate / "default.policy.json").is_file():
-            return candidate
-    raise FileNotFoundError("medsynth's audits/ folder is missing from this installation")
+    """The folder holding the shipped audit policies (``audits/`` of a checkout or a wheel).
+
+    Raises:
+        MissingDataError: the folder is missing from this installation.
+    """
+    return shipped_dir("audits", "default.policy.json")
 
 
 def shipped_policies() -> dict[str, Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
@@ -18,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from medsynth._resources import read_shipped_text, shipped_dir
 from medsynth.errors import Problem, SchemaError
 from medsynth.schema.model import (
     Attribute,
@@ -35,16 +35,12 @@ FHIR_GENDERS = ("male", "female", "other", "unknown")
 
 
 def schemas_dir() -> Path:
-    """The folder holding medsynth's JSON Schemas and ready dataset schemas."""
-    here = Path(__file__).resolve()
-    candidates = (
-        here.parents[2] / "schemas",  # a source checkout or an editable install
-        Path(sys.prefix) / "share" / "medsynth" / "schemas",  # a wheel install
-    )
-    for candidate in candidates:
-        if (candidate / "dataset.schema.json").is_file():
-            return candidate
-    raise FileNotFoundError("medsynth's schemas/ folder is missing from this installation")
+    """The folder holding medsynth's JSON Schemas and ready dataset schemas (``schemas/``).
+
+    Raises:
+        MissingDataError: the folder is missing from this installation.
+    """
+    return shipped_dir("schemas", "dataset.schema.json")
 
 
 def shipped_schemas() -> dict[str, Path]:
@@ -58,7 +54,7 @@ def shipped_schemas() -> dict[str, Path]:
 @cache
 def load_json_schema(name: str) -> dict[str, Any]:
     """A JSON Schema from ``schemas/`` by file name (e.g. ``"dataset.schema.json"``)."""
-    return json.loads((schemas_dir() / name).read_text(encoding="utf-8"))
+    return json.loads(read_shipped_text(schemas_dir(), name))
 
 
 def json_path(parts: Any) -> str:

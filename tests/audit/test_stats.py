@@ -80,6 +80,21 @@ def test_roc_curve_and_tpr_at_fpr():
     assert tpr_at_fpr([4, 3, 2, 1], neg, 0.0).ci_low == pytest.approx(clopper_pearson(1, 4)[0])
 
 
+def test_roc_curve_and_auc_with_ties_by_hand():
+    # members 3, 2, 2 and non-members 2, 1: at t = 3 one member flagged; at t = 2 all members
+    # and one non-member; at t = 1 everyone. Of the 6 pairs, 4 ordered right and 2 tied: 5/6.
+    fpr, tpr, thr = roc_curve([3, 2, 2], [2, 1])
+    assert fpr.tolist() == [0, 0, 0.5, 1] and tpr.tolist() == [0, 1 / 3, 1, 1]
+    assert thr.tolist() == [np.inf, 3, 2, 1]
+    assert roc_auc([3, 2, 2], [2, 1]) == pytest.approx(5 / 6)
+    assert tpr_at_fpr([3, 2, 2], [2, 1], 0.0).value == pytest.approx(1 / 3)
+    # one side empty: its rate is 0 at every threshold; nothing at all: the single (0, 0) point
+    fpr, tpr, thr = roc_curve([], [2, 1])
+    assert fpr.tolist() == [0, 0.5, 1] and tpr.tolist() == [0, 0, 0]
+    fpr, tpr, thr = roc_curve([], [])
+    assert fpr.tolist() == [0] and tpr.tolist() == [0] and thr.tolist() == [np.inf]
+
+
 # -- coverage on simulated attackers with known success rates -----------------------------------
 def test_clopper_pearson_covers_known_rates():
     rng = np.random.default_rng(1)
