@@ -100,6 +100,7 @@ expect 0 "$MS" ingest fhir-train --schema general-adult --out train --no-progres
 expect 0 "$MS" ingest fhir-holdout --schema general-adult --out holdout --no-progress
 
 step "train under DP-SGD (charged to a ledger in the job folder); generate"
+expect 0 "$MS" budget init --ledger ledger.jsonl
 expect 0 "$MS" train train --epsilon 3 --epochs 2 --pretrain-patients 0 --device cpu \
     --ledger ledger.jsonl --out model --no-progress
 expect 0 "$MS" budget verify --ledger ledger.jsonl
@@ -111,6 +112,9 @@ expect "0 4" "$MS" audit --train train --holdout holdout --synthetic synthetic -
     --ledger ledger.jsonl --key keys/medsynth-signing.key --out report --no-progress
 test -s report/report.json && test -s report/report.html
 expect 0 "$MS" report verify report --key keys/medsynth-signing.pub
+# The report, the model's privacy record, the ledger and the export name one model hash.
+expect 0 "$MS" report verify report --key keys/medsynth-signing.pub --model model \
+    --ledger ledger.jsonl --export synthetic
 # A changed byte must fail verification (exit 5), or the check above proves nothing.
 cp -R report tampered
 printf ' ' >>tampered/report.html
