@@ -77,6 +77,12 @@ DEFAULT_MODE = "ew"
 )
 @click.option("--label", default="", help="Free text stored with the ledger event.")
 @click.option(
+    "--secure-rng",
+    is_flag=True,
+    help="Draw the DP noise from Opacus' secure mode (needs the torchcsprng package; refused, "
+    "with nothing charged, when it is missing).",
+)
+@click.option(
     "--verbose",
     is_flag=True,
     help="Show the training loss on the progress bar (a figure of the private data).",
@@ -98,6 +104,7 @@ def train(
     grad_sample_mode,
     seed,
     label,
+    secure_rng,
     verbose,
     overwrite,
     progress,
@@ -128,6 +135,7 @@ def train(
         device=device,
         random_state=seed,
         verbose=verbose,
+        secure_rng=secure_rng,
         pretrain_patients=pretrain_patients,
         progress=progress,
         overwrite=overwrite,

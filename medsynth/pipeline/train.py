@@ -41,7 +41,7 @@ from medsynth.models.fit import GrammarTables, fit_nonprivate
 from medsynth.models.plan import TrainConfig, plan_schedule, resolve_pretraining
 from medsynth.privacy.accounting import default_delta
 from medsynth.privacy.distributed import distributed_context
-from medsynth.privacy.dpsgd import fit_private
+from medsynth.privacy.dpsgd import fit_private, require_secure_rng
 from medsynth.privacy.ledger import Ledger
 from medsynth.privacy.planning import check_targets, plan_privacy
 
@@ -118,6 +118,7 @@ def train(
     config: TrainConfig | None = None,
     progress: bool = True,
     verbose: bool = False,
+    secure_rng: bool = False,
     overwrite: bool = False,
     label: str = "",
 ) -> Path:
@@ -134,6 +135,8 @@ def train(
         random_state: fixes initialisation, the public pretraining patients and prefix orders
             (never the DP noise or sampling, which use fresh operating-system randomness).
         verbose: show the private training loss on the progress bar.
+        secure_rng: noise from Opacus' secure mode (torchcsprng); refused before the charge
+            when it is not installed.
         label: a note stored with the ledger charge.
 
     Returns:
@@ -159,6 +162,8 @@ def train(
         dev = torch.device("cuda", dist.local_rank)
     delta = default_delta(cohort.n_patients) if delta is None else float(delta)
     check_targets(epsilon, delta, cohort.n_patients)  # every rank, before any collective call
+    if secure_rng:
+        require_secure_rng()
     schedule = plan_schedule(config, cohort.n_patients)
     record = dist.broadcast(
         plan_privacy(
@@ -204,6 +209,7 @@ def train(
         random_state=random_state,
         progress=progress,
         verbose=verbose,
+        secure_rng=secure_rng,
     )
     if dist.main:
         training: dict[str, Any] = {
@@ -214,6 +220,7 @@ def train(
             "random_state": random_state,
             "world_size": dist.world_size,
             "device_type": dev.type,
+            "secure_rng": secure_rng,
         }
         assert book is not None and charge is not None
         save_artifact(

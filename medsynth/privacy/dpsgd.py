@@ -32,7 +32,24 @@ from medsynth.privacy.accounting import DpSgdEvent, PrivacyRecord, compute_epsil
 from medsynth.privacy.averaging import WeightAverage
 from medsynth.privacy.distributed import Distributed
 
-__all__ = ["PoissonBatches", "dp_step", "fit_private", "private_loader"]
+__all__ = ["PoissonBatches", "dp_step", "fit_private", "private_loader", "require_secure_rng"]
+
+
+def require_secure_rng() -> None:
+    """Refuse ``secure_rng`` when Opacus' secure mode cannot run here (no silent fallback).
+
+    Raises:
+        MedsynthError: ``torchcsprng`` is not importable.
+    """
+    try:
+        import torchcsprng  # noqa: F401
+    except ImportError:
+        raise MedsynthError(
+            "--secure-rng is unavailable: Opacus' secure mode needs the torchcsprng package, "
+            "which is not installed (pip install torchcsprng; it is not built for every torch "
+            "release). Without --secure-rng the noise comes from torch's generator seeded from "
+            "the operating system's secure source (docs/training.md); nothing was charged"
+        ) from None
 
 
 class PoissonBatches(Sampler[list[int]]):
@@ -160,6 +177,7 @@ def fit_private(
     random_state: int = 0,
     progress: bool = False,
     verbose: bool = False,
+    secure_rng: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``net`` in place under DP-SGD with exactly the parameters of ``record``.
 
@@ -169,6 +187,9 @@ def fit_private(
         progress: a progress bar with the epsilon spent so far.
         verbose: also show the mean training loss on the bar (a figure of the private data,
             for the data owner's eyes only).
+        secure_rng: draw the noise and the Poisson masks from Opacus' secure mode
+            (``torchcsprng``, a cryptographically secure generator); :func:`require_secure_rng`
+            refuses the run beforehand when it is not installed.
 
     Raises:
         MedsynthError: the loop ran another number of steps than were charged (the model must
@@ -180,7 +201,7 @@ def fit_private(
         # outputs (all Opacus' hooks need); secure_mode is discussed in docs/training.md.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        return _dp_loop(*args, random_state, progress, verbose)
+        return _dp_loop(*args, random_state, progress, verbose, secure_rng)
 
 
 def _dp_loop(
@@ -194,6 +215,7 @@ def _dp_loop(
     seed: int,
     progress: bool,
     verbose: bool,
+    secure_rng: bool,
 ) -> dict[str, Any]:
     from opacus import PrivacyEngine
     from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
@@ -206,8 +228,11 @@ def _dp_loop(
     )
     module = DPDDP(net) if dist.world_size > 1 else net
     optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
-    noise_gen = torch.Generator(device=device).manual_seed(secrets.randbits(63))
-    engine = PrivacyEngine(accountant=config.accountant)
+    # Without secure mode: torch's generator, seeded from the operating system's secure source.
+    noise_gen = (
+        None if secure_rng else torch.Generator(device=device).manual_seed(secrets.randbits(63))
+    )
+    engine = PrivacyEngine(accountant=config.accountant, secure_mode=secure_rng)
     made = engine.make_private(
         module=module,
         optimizer=optimizer,

@@ -215,6 +215,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _holds_private_key(path: Path, chunk: int = 1 << 20) -> bool:
+    """Whether the PEM private-key marker occurs anywhere in the file (read whole, in chunks
+    that overlap by the marker's length, so a marker across a boundary is found)."""
+    keep = len(_PRIVATE_PEM_MARK) - 1
+    tail = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            if _PRIVATE_PEM_MARK in tail + block:
+                return True
+            tail = block[-keep:]
+    return False
+
+
 def _report_files(report_dir: Path) -> list[SignedFile]:
     """Every file of the folder except the signature, refusing links and private keys."""
     files = []
@@ -224,12 +237,11 @@ def _report_files(report_dir: Path) -> list[SignedFile]:
             raise DataError(f"{path} is a symbolic link; a signed report holds plain files only")
         if not path.is_file() or name == SIGNATURE_NAME:
             continue
-        with open(path, "rb") as fh:
-            if _PRIVATE_PEM_MARK in fh.read(1 << 16):
-                raise DataError(
-                    f"{path} looks like a private key; a private key is never "
-                    "part of a report: move it out of the report folder"
-                )
+        if _holds_private_key(path):
+            raise DataError(
+                f"{path} holds a private key; a private key is never "
+                "part of a report: move it out of the report folder"
+            )
         digest, size = digest_file(path)
         files.append(SignedFile(name, digest, size))
     return files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from medsynth.cli import cli
@@ -40,3 +41,22 @@ def test_cli_modes_match_the_library():
 
     assert GRAD_SAMPLE_MODES == plan.GRAD_SAMPLE_MODES
     assert DEFAULT_MODE == plan.TrainConfig().grad_sample_mode
+
+
+def test_secure_rng_is_refused_clearly_when_unavailable(tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import torchcsprng  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("torchcsprng is installed here: secure mode is available")
+    cohort_dir = tmp_path / "cohort"
+    simulate(small_schema(), 40, random_state=3).save(cohort_dir)
+    fingerprint = Cohort.load(cohort_dir).source.fingerprint
+    ledger = Ledger.create(tmp_path / "ledger.jsonl")
+    args = ["train", str(cohort_dir), "--ledger", str(ledger.path), "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(cli, [*args, "--epsilon", "1", "--secure-rng", "--no-progress"])
+    assert result.exit_code == 1 and "--secure-rng is unavailable" in result.output
+    assert "torchcsprng" in result.output and "nothing was charged" in result.output
+    assert ledger.spent(fingerprint) == 0.0 and not (tmp_path / "m").exists()

@@ -166,7 +166,16 @@ def test_signing_refuses_a_private_key_inside_the_report(report, keys, tmp_path)
     shutil.copy(keys[0], inside)
     with pytest.raises(DataError, match="lies inside the report folder"):
         sign_report(report, inside)
-    with pytest.raises(DataError, match="looks like a private key"):
+    with pytest.raises(DataError, match="holds a private key"):
+        sign_report(report, keys[0])
+
+
+def test_a_private_key_deep_in_a_large_file_is_found(report, keys):
+    inside = report / "appendix.html"
+    pem = keys[0].read_bytes()
+    start = pem.index(b"PRIVATE KEY-----")
+    inside.write_bytes(b"x" * (3 * (1 << 20) - 5 - start) + pem)  # the marker straddles 3 MiB
+    with pytest.raises(DataError, match="appendix.html holds a private key"):
         sign_report(report, keys[0])
 
 
