@@ -60,13 +60,12 @@ def generate(
     Sampling is post-processing of the DP model: it costs no privacy budget. The FHIR
     manifest records the model hash and its epsilon. Deterministic for a seed.
     """
-    from medsynth.models.artifact import load_model
     from medsynth.models.conditions import parse_condition_text
     from medsynth.pipeline.generate import generate as run
-    from medsynth.pipeline.generate import generate_cohort, release_info
+    from medsynth.pipeline.generate import generate_cohort, load_release, release_info
 
     fixed = dict(parse_condition_text(text) for text in conditions)
-    model = load_model(model_dir, device=device)
+    model = load_release(model_dir, device=device)
     if fmt in ("csv", "parquet"):
         from medsynth.tabular import write_tables
 

@@ -22,19 +22,22 @@ from typing import Any
 import pandas as pd
 
 from medsynth.cohort import Cohort
-from medsynth.errors import DataError
 from medsynth.models.artifact import PatientModel, load_model
+from medsynth.pipeline.provenance import check_release_record
 
-__all__ = ["generate", "generate_cohort", "release_info"]
+__all__ = ["generate", "generate_cohort", "load_release", "release_info"]
 
 
-def _model(model: str | Path | PatientModel, device: str) -> PatientModel:
+def load_release(model: str | Path | PatientModel, device: str = "auto") -> PatientModel:
+    """A model fit for release: its privacy record names its weights (checked by
+    :func:`~medsynth.models.artifact.load_model`), holds (its epsilon recomputed from its own
+    parameters is not above the stated one) and is a DP-SGD record.
+
+    Raises:
+        DataError: naming ``privacy.json``, when any of these fails.
+    """
     loaded = model if isinstance(model, PatientModel) else load_model(model, device=device)
-    if not loaded.releasable:
-        raise DataError(
-            f"{loaded.path}: this model was trained without differential privacy (a benchmark "
-            "ceiling) and is not releasable; train one with 'medsynth train --epsilon E'"
-        )
+    check_release_record(loaded.privacy, Path(loaded.path) / "privacy.json")
     return loaded
 
 
@@ -57,7 +60,7 @@ def generate(
     """
     from tqdm.auto import tqdm
 
-    model = _model(model_dir, device)
+    model = load_release(model_dir, device)
     bar = tqdm(total=n_patients, desc="generate", unit="patient", disable=not progress)
     with bar:
         for chunk in model.sample(
@@ -87,7 +90,7 @@ def generate_cohort(
             device=device,
         )
     )
-    model_schema = chunks[0].schema if chunks else _model(model_dir, device).schema
+    model_schema = chunks[0].schema if chunks else load_release(model_dir, device).schema
     if not chunks:
         return Cohort.conform(model_schema, pd.DataFrame({"patient_id": []}))[0]
     if len(chunks) == 1:

@@ -34,9 +34,34 @@ from medsynth.models.artifact import (
 from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.ledger import Ledger
 
-__all__ = ["ChainCheck", "Link", "check_chain", "ledger_events_of", "model_identity"]
+__all__ = [
+    "ChainCheck",
+    "Link",
+    "check_chain",
+    "check_release_record",
+    "ledger_events_of",
+    "model_identity",
+]
 
 _RECORD_ONLY = ("format", "model_sha256", "releasable", "label")
+
+
+def check_release_record(doc: Mapping[str, Any], where: Path) -> None:
+    """Refuse a privacy record that is not a DP-SGD record or whose epsilon, recomputed from
+    its own parameters, is above the epsilon it states (an edited record).
+
+    Raises:
+        DataError: naming ``where`` (the ``privacy.json``).
+    """
+    if doc.get("mechanism", "dp-sgd") != "dp-sgd":
+        raise DataError(
+            f"{where}: this model was trained without differential privacy (a benchmark "
+            "ceiling) and is not releasable; train one with 'medsynth train --epsilon E'"
+        )
+    try:
+        PrivacyRecord.from_dict(dict(doc), where=str(where)).verify()
+    except MedsynthError as exc:
+        raise DataError(f"{where}: the privacy record does not hold: {exc}") from None
 
 
 def model_identity(model_dir: str | Path | None) -> dict[str, Any] | None:
@@ -53,6 +78,7 @@ def model_identity(model_dir: str | Path | None) -> dict[str, Any] | None:
             f"model artifact {folder} is not a folder; give the folder written by 'medsynth train'"
         )
     record = read_privacy_document(folder)
+    check_release_record(record, folder / "privacy.json")
     return {
         "name": folder.name,
         "sha256": model_sha256(folder),

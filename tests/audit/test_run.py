@@ -387,14 +387,21 @@ def test_model_artifact_and_ledger_events_go_into_the_provenance(cohorts, tmp_pa
     (model / "weights.pt").write_bytes(b"\x00\x01")
     (model / "config.json").write_bytes(b"{}")
     digest = model_sha256(model)
-    record = {
-        "mechanism": "dp-sgd",
-        "epsilon": 3.5,
-        "delta": 1e-5,
-        "unit": "patient",
-        "format": PRIVACY_FORMAT,
-        "model_sha256": digest,
-    }
+    from medsynth.privacy.accounting import DpSgdEvent, PrivacyRecord, compute_epsilon
+
+    event = DpSgdEvent(sample_rate=0.1, noise_multiplier=1.0, steps=30)
+    epsilon = compute_epsilon(event, delta=1e-5, accountant="rdp")
+    dp = PrivacyRecord(
+        accountant="rdp",
+        sample_rate=0.1,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        steps=30,
+        delta=1e-5,
+        epsilon=epsilon,
+        opacus_version="1.6.0",
+    )
+    record = {**dp.to_dict(), "releasable": True, "format": PRIVACY_FORMAT, "model_sha256": digest}
     (model / "privacy.json").write_bytes(canonical.canonical_json(record))
     events = [{"kind": "charge", "epsilon": 3.5}]
     doc = policy_doc(evaluators={"fidelity": {}}, checks=[])
@@ -414,7 +421,9 @@ def test_model_artifact_and_ledger_events_go_into_the_provenance(cohorts, tmp_pa
         "weights.pt": hashlib.sha256(b"\x00\x01").hexdigest(),
     }
     html = (tmp_path / "a" / REPORT_HTML).read_text()
-    assert "&epsilon; = 3.5</strong>" in html
+    from medsynth.report.html import fmt
+
+    assert f"&epsilon; = {fmt(epsilon)}</strong>" in html
 
 
 def test_signed_report_verifies(cohorts, tmp_path):

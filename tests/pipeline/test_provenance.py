@@ -19,7 +19,7 @@ from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import TrainConfig
 from medsynth.pipeline.audit import run_audit
 from medsynth.pipeline.generate import generate_cohort, release_info
-from medsynth.pipeline.provenance import check_chain
+from medsynth.pipeline.provenance import check_chain, model_identity
 from medsynth.pipeline.train import train
 from medsynth.privacy.ledger import Ledger
 from medsynth.report.signing import generate_keypair, verify_report
@@ -113,6 +113,13 @@ def test_an_edited_privacy_record_is_refused_on_load(released, tmp_path):
     (model / "privacy.json").write_bytes(canonical_json(doc))
     chain = check_chain(model=model)
     assert not chain.ok and "understates" in chain.links[0].note
+    generated = CliRunner().invoke(
+        main, ["generate", str(model), "--patients", "3", "--out", str(tmp_path / "g")]
+    )
+    assert generated.exit_code == 1 and "privacy record does not hold" in generated.output
+    assert str(model / "privacy.json") in generated.output and not (tmp_path / "g").exists()
+    with pytest.raises(DataError, match="privacy record does not hold"):
+        model_identity(model)  # what an audit embeds: refused too
     doc["model_sha256"] = "0" * 64  # name another model
     (model / "privacy.json").write_bytes(canonical_json(doc))
     with pytest.raises(DataError, match="names model 0000000000000000"):
