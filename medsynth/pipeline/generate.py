@@ -106,12 +106,14 @@ def generate_cohort(
 
 
 def release_info(model: PatientModel) -> dict[str, Any]:
-    """Manifest fields naming the model and its privacy guarantee."""
+    """Manifest fields naming the model and its privacy guarantee (a releasable model's record
+    holds every one of them; :func:`load_release` checks it)."""
+    record = model.privacy
     return {
         "model_sha256": model.sha256,
         "epsilon": model.epsilon,
         "delta": model.delta,
-        "accountant": model.privacy.get("accountant"),
-        "mechanism": model.privacy.get("mechanism", "dp-sgd"),
-        "privacy_unit": model.privacy.get("unit", "patient"),
+        "accountant": record["accountant"],
+        "mechanism": record["mechanism"],
+        "privacy_unit": record["unit"],
     }
