@@ -12,7 +12,7 @@ PACKAGE = Path(medsynth.__file__).resolve().parent
 
 # Bottom to top. A module's layer is that of the longest prefix listed here.
 LAYERS: list[tuple[str, ...]] = [
-    ("medsynth.errors", "medsynth._io", "medsynth.core"),
+    ("medsynth.errors", "medsynth._io", "medsynth._resources", "medsynth.core"),
     ("medsynth.schema",),
     ("medsynth.cohort",),
     ("medsynth.fhir", "medsynth.tabular", "medsynth.simulator", "medsynth.simulate"),
