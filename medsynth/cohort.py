@@ -90,14 +90,28 @@ class ConformanceReport:
 
 @dataclass(frozen=True)
 class Source:
-    """Identity of the dataset a cohort came from: the key of its privacy-budget ledger."""
+    """Where a cohort came from: its files' fingerprint, and the dataset name its owner gave.
+
+    ``dataset`` names the privacy budget the cohort is charged to (``ingest --dataset``); when
+    empty, the fingerprint names it. The ledger also recognises the dataset by its patients
+    (:mod:`medsynth.privacy.identity`), whatever name or fingerprint a copy carries.
+    """
 
     fingerprint: str
     kind: str = "frames"
     description: str = ""
+    dataset: str = ""
+
+    @property
+    def budget_name(self) -> str:
+        """The name the privacy ledger charges this cohort to."""
+        return self.dataset or self.fingerprint
 
     def to_dict(self) -> dict[str, str]:
-        return {"fingerprint": self.fingerprint, "kind": self.kind, "description": self.description}
+        doc = {"fingerprint": self.fingerprint, "kind": self.kind, "description": self.description}
+        if self.dataset:
+            doc["dataset"] = self.dataset
+        return doc
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,7 +257,10 @@ class Cohort:
             )
         try:
             src = header["source"]
-            source = Source(src["fingerprint"], src["kind"], src["description"])
+            # "dataset" is written only when the owner named the dataset (ingest --dataset).
+            source = Source(
+                src["fingerprint"], src["kind"], src["description"], src.get("dataset", "")
+            )
         except (KeyError, TypeError) as exc:
             raise DataError(f"{header_path}: field 'source' is missing or lacks {exc}") from None
         cohort = cls(schema, tables["patients"], tables["events"], tables["conditions"], source)

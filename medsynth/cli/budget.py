@@ -45,7 +45,7 @@ def dataset_fingerprint(value: str) -> str:
         if is_cohort_dir(path):
             try:
                 header = json.loads((path / "cohort.json").read_text(encoding="utf-8"))
-                found = header["source"]["fingerprint"]
+                found = header["source"].get("dataset") or header["source"]["fingerprint"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise DataError(f"{path / 'cohort.json'}: no source fingerprint ({exc})") from None
             if not isinstance(found, str) or not found:
@@ -123,8 +123,8 @@ def cap(dataset: str, epsilon: float, label: str, ledger: Path | None) -> None:
     """Set (or change) DATASET's total epsilon cap; the latest cap is the one in force."""
     from medsynth.privacy.ledger import Ledger
 
-    fp = dataset_fingerprint(dataset)
     book = Ledger(ledger)
+    fp = dataset if dataset in book.datasets() else dataset_fingerprint(dataset)
     book.set_cap(fp, epsilon, label=label)
     s = book.summary(fp)
     click.echo(
@@ -203,7 +203,9 @@ def verify(
 
 
 def _pick(value: str, known: list[str]) -> str:
-    """A fingerprint from a path, a full fingerprint, or a unique prefix of a known one."""
+    """A dataset from its name, a path, a full fingerprint, or a unique prefix of a known one."""
+    if value in known:
+        return value
     if not Path(value).exists() and _PREFIX.fullmatch(value) and not _HEX64.fullmatch(value):
         hits = [fp for fp in known if fp.startswith(value)]
         if len(hits) == 1:

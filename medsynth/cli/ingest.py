@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -14,9 +15,16 @@ from medsynth.cli.options import out_option, overwrite_option, progress_option, 
 @schema_option()
 @out_option("Cohort folder to write.")
 @click.option("--strict", is_flag=True, help="Refuse out-of-bounds values instead of clipping.")
+@click.option(
+    "--dataset",
+    default="",
+    help="Name of the dataset, the privacy budget every training run on this cohort is charged "
+    "to (default: the source files' fingerprint). The ledger also recognises the same "
+    "patients under another name.",
+)
 @overwrite_option
 @progress_option
-def ingest(sources, schema, out, strict, overwrite, progress) -> None:
+def ingest(sources, schema, out, strict, dataset, overwrite, progress) -> None:
     """Read FHIR Bundles (.json, .json.gz) and bulk ndjson (.ndjson, .gz) into a cohort.
 
     SOURCES are files or folders. Prints what was read, mapped, clipped and skipped,
@@ -27,8 +35,14 @@ def ingest(sources, schema, out, strict, overwrite, progress) -> None:
     result = read_fhir(sources, schema, strict=strict, progress=progress)
     for line in result.lines():
         click.echo(line)
-    result.cohort.save(out, overwrite=overwrite)
+    cohort = result.cohort
+    if dataset:
+        cohort = dataclasses.replace(
+            cohort, source=dataclasses.replace(cohort.source, dataset=dataset)
+        )
+    cohort.save(out, overwrite=overwrite)
+    named = f"dataset {dataset}, " if dataset else ""
     click.echo(
-        f"cohort written to {out} ({result.cohort.n_patients} patients, "
-        f"dataset fingerprint {result.cohort.source.fingerprint[:16]})"
+        f"cohort written to {out} ({cohort.n_patients} patients, "
+        f"{named}fingerprint {cohort.source.fingerprint[:16]})"
     )

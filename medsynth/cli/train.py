@@ -77,6 +77,13 @@ DEFAULT_MODE = "ew"
 )
 @click.option("--label", default="", help="Free text stored with the ledger event.")
 @click.option(
+    "--dataset",
+    default=None,
+    help="The dataset (privacy budget) to charge; default the name given at ingest, else the "
+    "source's fingerprint. A cohort that is mostly another dataset's patients is refused unless "
+    "charged to that dataset.",
+)
+@click.option(
     "--secure-rng",
     is_flag=True,
     help="Draw the DP noise from Opacus' secure mode (needs the torchcsprng package; refused, "
@@ -104,6 +111,7 @@ def train(
     grad_sample_mode,
     seed,
     label,
+    dataset,
     secure_rng,
     verbose,
     overwrite,
@@ -140,6 +148,7 @@ def train(
         progress=progress,
         overwrite=overwrite,
         label=label,
+        dataset=dataset,
         config=TrainConfig(accountant=accountant, grad_sample_mode=grad_sample_mode),
     )
     if _is_main():

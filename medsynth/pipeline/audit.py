@@ -111,7 +111,7 @@ def run_audit(
     check_output_dir(target, overwrite=overwrite)
     check_policy(policy, inputs)
     if ledger is not None and ledger_events is None:
-        ledger_events = ledger_events_of(ledger, inputs.train.source.fingerprint)
+        ledger_events = ledger_events_of(ledger, inputs.train.source.budget_name)
     model = model_identity(inputs.model_dir)
     results = run_evaluators(inputs, policy, progress=progress)
     checks = evaluate_policy(policy, results)

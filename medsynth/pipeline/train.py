@@ -121,6 +121,7 @@ def train(
     secure_rng: bool = False,
     overwrite: bool = False,
     label: str = "",
+    dataset: str | None = None,
 ) -> Path:
     """Train the generator on ``cohort`` under (epsilon, delta)-DP and write the artifact.
 
@@ -138,6 +139,10 @@ def train(
         secure_rng: noise from Opacus' secure mode (torchcsprng); refused before the charge
             when it is not installed.
         label: a note stored with the ledger charge.
+        dataset: the name of the budget to charge; default the cohort's
+            (``cohort.source.budget_name``: the name given at ingest, else its fingerprint).
+            Whatever the name, a cohort that is mostly another dataset's patients is refused
+            unless charged to that dataset.
 
     Returns:
         The artifact folder.
@@ -181,7 +186,12 @@ def train(
         try:
             check_output_dir(Path(out), overwrite=overwrite)
             book = open_ledger(ledger)
-            charge = book.charge(cohort.source.fingerprint, record, label=label)
+            charge = book.charge(
+                dataset or cohort.source.budget_name,
+                record,
+                label=label,
+                patients=cohort.patient_ids,
+            )
         except MedsynthError as exc:
             error = exc
     failed = dist.broadcast(None if error is None else str(error))

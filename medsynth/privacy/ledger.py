@@ -31,7 +31,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,7 +55,7 @@ __all__ = [
     "default_ledger_path",
 ]
 
-EVENT_TYPES = ("init", "cap", "charge", "artifact")
+EVENT_TYPES = ("init", "cap", "charge", "artifact", "dataset")
 DEFAULT_CAP = 10.0  # total epsilon of a dataset that has no cap of its own
 EVENT_FORMAT = "medsynth.ledger-event/2"  # RFC 8785 lines; 0.1 lines carry no format
 GENESIS = "0" * 64
@@ -279,25 +279,55 @@ class Ledger:
         dataset = _check_dataset(dataset)
         return self._append("cap", payload, lambda events: dataset)
 
-    def charge(self, dataset: str, record: PrivacyRecord, *, label: str = "") -> LedgerEvent:
+    def charge(
+        self,
+        dataset: str,
+        record: PrivacyRecord,
+        *,
+        label: str = "",
+        patients: Iterable[str] | None = None,
+    ) -> LedgerEvent:
         """Charge a release to the dataset before it is run, refusing it if over the cap.
 
         The budget check and the append happen under one file lock, so two concurrent runs
         cannot both fit into the same remaining budget.
 
+        Args:
+            patients: the source ids of the cohort's patients. When given, they are turned into
+                identity keys (:func:`medsynth.privacy.identity.identity_keys`; no raw id is
+                written), a cohort that is mostly another dataset's patients is refused unless
+                charged to that dataset, and patients new to this dataset are registered to it
+                (a ``dataset`` event).
+
         Raises:
-            BudgetError: the charge would take the spent epsilon above the cap (nothing written).
+            BudgetError: the charge would take the spent epsilon above the cap, or the patients
+                belong to another dataset (nothing written).
         """
         if not isinstance(record, PrivacyRecord):
             raise MedsynthError(f"charge needs a PrivacyRecord, got {type(record).__name__}")
         dataset = _check_dataset(dataset)
         payload = {**record.to_dict(), "label": str(label)}
+        ids = list(patients) if patients is not None else None
 
-        def prepare(events: list[LedgerEvent]) -> str:
+        def prepare(events: list[LedgerEvent]) -> list[tuple[str, str, dict[str, Any]]]:
+            out: list[tuple[str, str, dict[str, Any]]] = []
+            if ids is not None:
+                from medsynth.privacy.identity import identity_keys
+
+                keys = identity_keys(ids)
+                registered = _registered(events)
+                _check_identity(keys, dataset, registered)
+                new = sorted(set(keys) - registered.get(dataset, set()))
+                if new:
+                    out.append(("dataset", dataset, {"keys": new, "patients": len(keys)}))
             _check_budget(events, dataset, record.epsilon)
-            return dataset
+            return [*out, ("charge", dataset, payload)]
 
-        return self._append("charge", payload, prepare)
+        return self._append_events(prepare)[-1]
+
+    def identities(self) -> dict[str, set[str]]:
+        """The identity keys registered to each dataset (union of its ``dataset`` events)."""
+        return _registered(self._load())
 
     def attach_artifact(self, charge_id: str, model_sha256: str) -> LedgerEvent:
         """Record the hash of the model a charge produced (once per charge).
@@ -398,32 +428,75 @@ class Ledger:
         create: bool = False,
     ) -> LedgerEvent:
         """Under the lock: read and verify, let ``prepare`` check and name the dataset, append."""
+
+        def one(events: list[LedgerEvent]) -> list[tuple[str, str, dict[str, Any]]]:
+            return [(type_, prepare(events), payload)]
+
+        return self._append_events(one, create=create)[-1]
+
+    def _append_events(
+        self,
+        prepare: Callable[[list[LedgerEvent]], list[tuple[str, str, dict[str, Any]]]],
+        *,
+        create: bool = False,
+    ) -> list[LedgerEvent]:
+        """Under one lock: read and verify, let ``prepare`` check and list the (type, dataset,
+        payload) of the events to add, and append them in order, each line followed by its head
+        (so a stop between any two writes leaves the head at most one sealed line behind)."""
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             self._check_missing()
         with self._locked():
             events, prev, count = ([], GENESIS, 0) if create else self._read()
-            dataset = prepare(events)
-            body = {
-                "format": EVENT_FORMAT,
-                "id": uuid.uuid4().hex,
-                "type": type_,
-                "dataset": dataset,
-                "time": _now(),
-                "payload": payload,
-                "prev_hash": prev,
-            }
-            body["hash"] = _sha(canonical_json(body))
-            body["mac"] = mac(installation_key(), body["hash"].encode("ascii"))
-            line = canonical_json(body)
-            ledger_id = payload["ledger_id"] if create else _ledger_id(events)
-            _append_line(self.path, line, created=count == 0)
-            write_head(self.head_path, ledger_id=ledger_id, count=count + 1, last_hash=_sha(line))
-        return LedgerEvent(**body)
+            added: list[LedgerEvent] = []
+            key = installation_key()
+            for type_, dataset, payload in prepare(events):
+                body = {
+                    "format": EVENT_FORMAT,
+                    "id": uuid.uuid4().hex,
+                    "type": type_,
+                    "dataset": dataset,
+                    "time": _now(),
+                    "payload": payload,
+                    "prev_hash": prev,
+                }
+                body["hash"] = _sha(canonical_json(body))
+                body["mac"] = mac(key, body["hash"].encode("ascii"))
+                line = canonical_json(body)
+                _append_line(self.path, line, created=count == 0)
+                count, prev = count + 1, _sha(line)
+                added.append(LedgerEvent(**body))
+                ledger_id = _ledger_id(events or added)
+                write_head(self.head_path, ledger_id=ledger_id, count=count, last_hash=prev)
+        return added
 
 
 # -- pure helpers ------------------------------------------------------------------------------
+def _registered(events: list[LedgerEvent]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for e in events:
+        if e.type == "dataset":
+            out.setdefault(e.dataset, set()).update(e.payload["keys"])
+    return out
+
+
+def _check_identity(keys: list[str], dataset: str, registered: dict[str, set[str]]) -> None:
+    """Refuse a cohort that is mostly the patients of a dataset registered under another name."""
+    from medsynth.privacy.identity import recognise
+
+    others = {name: k for name, k in registered.items() if name != dataset}
+    for overlap in recognise(keys, others):
+        if overlap.same:
+            raise BudgetError(
+                f"privacy budget refused for dataset {dataset}: {overlap.shared} of its "
+                f"{overlap.cohort_patients} patients are patients of dataset {overlap.dataset} "
+                f"({overlap.dataset_patients} patients registered), which has its own budget; "
+                f"the same patients under another name, file or format are the same dataset. "
+                f"Nothing was run. Charge this run to it (--dataset {overlap.dataset})"
+            )
+
+
 def _ledger_id(events: list[LedgerEvent]) -> str:
     """The id the ledger's ``init`` line names ("" for a ledger written by medsynth 0.1)."""
     if events and events[0].type == "init":
@@ -556,6 +629,10 @@ def _check_payload(type_: str, payload: dict[str, Any], bad) -> None:
         v = payload.get(key)
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < high
 
+    if type_ == "dataset" and not (
+        isinstance(payload.get("keys"), list) and all(isinstance(k, str) for k in payload["keys"])
+    ):
+        raise bad("dataset event without a list of identity keys")
     if type_ == "init" and not (
         isinstance(payload.get("ledger_id"), str) and number("default_cap", float("inf"))
     ):
