@@ -39,6 +39,7 @@ from medsynth.fhir.read_map import (
     map_observation,
     map_patient,
 )
+from medsynth.fhir.read_resources import Entry, FileProblem, NotResource
 from medsynth.fhir.read_result import (
     MAX_ISSUES_PER_REASON,
     IngestCounts,
@@ -49,10 +50,7 @@ from medsynth.fhir.read_result import (
 )
 from medsynth.fhir.read_sources import (
     UNREADABLE,
-    Entry,
-    FileProblem,
     InputFile,
-    NotResource,
     file_sha256,
     find_inputs,
     fingerprint,
@@ -82,7 +80,8 @@ def read_fhir(
     """Read FHIR R4 files and folders into a cohort conformed to ``schema``.
 
     Args:
-        sources: ``.json`` / ``.json.gz`` files (a Bundle of any type, or one resource),
+        sources: ``.json`` / ``.json.gz`` files (a Bundle of any type, one resource, or
+            several one after another),
             ``.ndjson`` / ``.ndjson.gz`` bulk files, or folders scanned recursively for them
             (one path, or several).
         schema: the dataset schema that decides what is read and how.
