@@ -11,7 +11,7 @@ silently. :func:`refused_problem` names a record that was over a parsing limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +189,9 @@ def check_resource(
                 yield FileProblem(location, ENTRY_NOT_ARRAY, describe(entries), rtype, rid, "entry")
 
 
-def _entry(item: Any, location: str) -> Iterator[FileProblem | Entry]:
+def _entry(
+    item: Any, location: str
+) -> Generator[FileProblem | Entry, None, tuple[Any, str | None]]:
     """The problems of one Bundle entry; returns its resource (None if none) and fullUrl."""
     if not isinstance(item, dict):
         yield FileProblem(location, NOT_OBJECT, type(item).__name__)
