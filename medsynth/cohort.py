@@ -287,6 +287,22 @@ def _frame(df: pd.DataFrame | None, columns: tuple[str, ...]) -> pd.DataFrame:
     return df.loc[:, list(columns)].copy()
 
 
+def _text(col: pd.Series, table: str, column: str) -> pd.Series:
+    """``col`` as strings; text that UTF-8 (and so Arrow and Parquet) cannot hold is a DataError."""
+    try:
+        return col.astype("str")
+    except UnicodeEncodeError:
+        for row, value in enumerate(col):
+            try:
+                str(value).encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(
+                    f"{table} table, row {row}, column {column!r}: {value!r} is not valid "
+                    "Unicode text (a lone surrogate); fix the source's text encoding"
+                ) from None
+        raise
+
+
 def _check_strict(
     strict: bool, mask: pd.Series, what: str, ids: pd.Series, values: pd.Series
 ) -> None:
@@ -304,7 +320,7 @@ def _conform_patients(
     if PATIENT_ID not in df.columns:
         raise DataError(f"patients table has no {PATIENT_ID!r} column")
     df = df.copy()
-    df[PATIENT_ID] = df[PATIENT_ID].astype("str")
+    df[PATIENT_ID] = _text(df[PATIENT_ID], "patients", PATIENT_ID)
     dup = df[PATIENT_ID].duplicated()
     counter[(DUPLICATE_PATIENT, PATIENT_ID)] += int(dup.sum())
     df = df[~dup].reset_index(drop=True)
@@ -363,8 +379,8 @@ def _to_bool(v: Any) -> bool | None:
 def _conform_events(
     schema: DatasetSchema, ev: pd.DataFrame, ids: pd.Index, counter: Counter, strict: bool
 ) -> pd.DataFrame:
-    ev[PATIENT_ID] = ev[PATIENT_ID].astype("str")
-    ev["channel"] = ev["channel"].astype("str")
+    ev[PATIENT_ID] = _text(ev[PATIENT_ID], "events", PATIENT_ID)
+    ev["channel"] = _text(ev["channel"], "events", "channel")
     ev["time"] = pd.to_numeric(ev["time"], errors="coerce").astype("float64")
     ev["value"] = pd.to_numeric(ev["value"], errors="coerce").astype("float64")
     known = ev["channel"].isin(schema.channel_names)
@@ -452,9 +468,9 @@ def _whole_groups(schema: DatasetSchema, ev: pd.DataFrame, counter: Counter) -> 
 def _conform_conditions(
     schema: DatasetSchema, cond: pd.DataFrame, ids: pd.Index, counter: Counter
 ) -> pd.DataFrame:
-    cond[PATIENT_ID] = cond[PATIENT_ID].astype("str")
+    cond[PATIENT_ID] = _text(cond[PATIENT_ID], "conditions", PATIENT_ID)
     canonical = {code: c.code for code, c in schema.condition_by_code.items()}
-    mapped = cond["code"].astype("str").map(canonical)
+    mapped = _text(cond["code"], "conditions", "code").map(canonical)
     for code, n in cond.loc[mapped.isna(), "code"].value_counts().items():
         counter[(UNKNOWN_CONDITION, str(code))] += int(n)
     cond = cond.assign(code=mapped)[mapped.notna()]

@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from medsynth.cohort import PATIENT_ID, SECONDS_PER_DAY, Cohort, Source
+from medsynth.fhir.read_json import show
 from medsynth.fhir.read_map import (
     ConditionRecord,
     Ignored,
@@ -39,6 +40,7 @@ from medsynth.fhir.read_map import (
     map_observation,
     map_patient,
 )
+from medsynth.fhir.read_resources import Entry, FileProblem, NotResource
 from medsynth.fhir.read_result import (
     MAX_ISSUES_PER_REASON,
     IngestCounts,
@@ -49,10 +51,7 @@ from medsynth.fhir.read_result import (
 )
 from medsynth.fhir.read_sources import (
     UNREADABLE,
-    Entry,
-    FileProblem,
     InputFile,
-    NotResource,
     file_sha256,
     find_inputs,
     fingerprint,
@@ -70,6 +69,7 @@ NOTE_EARLY_ONSET = "condition onset before time zero: set to 0 (present at basel
 NOTE_NO_TIME_ZERO = "patient without mapped observations or dated conditions: age left missing"
 NOTE_NO_BIRTHDATE = "patient without birthDate: age left missing"
 NOTE_BEFORE_BIRTH = "time zero before birthDate: negative age (clipped by conformance)"
+NOTE_ZERO_OUT_OF_RANGE = "time zero outside the calendar (years 1 to 9999): age left missing"
 
 
 def read_fhir(
@@ -82,7 +82,8 @@ def read_fhir(
     """Read FHIR R4 files and folders into a cohort conformed to ``schema``.
 
     Args:
-        sources: ``.json`` / ``.json.gz`` files (a Bundle of any type, or one resource),
+        sources: ``.json`` / ``.json.gz`` files (a Bundle of any type, one resource, or
+            several one after another),
             ``.ndjson`` / ``.ndjson.gz`` bulk files, or folders scanned recursively for them
             (one path, or several).
         schema: the dataset schema that decides what is read and how.
@@ -190,7 +191,7 @@ class _Reader:
                     rtype,
                     reason,
                     detail,
-                    resource_id=rid,
+                    resource_id=rid if rid is None or len(rid) <= 200 else f"{rid[:200]}...",
                     field=field,
                 )
             )
@@ -243,7 +244,7 @@ class _Reader:
         for key in rec.keys:
             self.keys.setdefault(key, rec.id)
         if rec.id in self.patients:
-            self._issue_at(where, "Patient", DUPLICATE_PATIENT, repr(rec.id), "id")
+            self._issue_at(where, "Patient", DUPLICATE_PATIENT, show(rec.id), "id")
             return
         self.patients[rec.id] = rec
 
@@ -273,7 +274,7 @@ class _Reader:
         if name is None:
             return False
         if name in self.seen[rtype]:
-            self._issue_at(where, rtype, DUPLICATE_RESOURCE, repr(name), "id")
+            self._issue_at(where, rtype, DUPLICATE_RESOURCE, show(name), "id")
             return True
         self.seen[rtype].add(name)
         return False
@@ -285,7 +286,7 @@ class _Reader:
             pid = self.keys.get(rec.subject)
             if pid is None:
                 self._issue_at(
-                    where, rtype, UNRESOLVED_SUBJECT, repr(rec.subject), "subject.reference"
+                    where, rtype, UNRESOLVED_SUBJECT, show(rec.subject), "subject.reference"
                 )
             else:
                 out.append((pid, rec))
@@ -335,13 +336,24 @@ class _Reader:
                 elif zero.get(pid) is None:
                     self.notes[NOTE_NO_TIME_ZERO] += 1
                     row[attr.name] = None
+                elif (at := _local_date(zero[pid], tz)) is None:  # type: ignore[arg-type]
+                    self.notes[NOTE_ZERO_OUT_OF_RANGE] += 1
+                    row[attr.name] = None
                 else:
-                    at = dt.datetime.fromtimestamp(zero[pid], tz).date()  # type: ignore[arg-type]
                     row[attr.name] = float(age_years(rec.birth_date, at))
                     self.notes[NOTE_BEFORE_BIRTH] += int(at < rec.birth_date)
             rows.append(row)
         columns = [PATIENT_ID, *self.schema.attribute_names]
         return pd.DataFrame(rows, columns=columns, dtype="object")
+
+
+def _local_date(timestamp: float, tz: dt.tzinfo) -> dt.date | None:
+    """The date of a POSIX time in ``tz``; None outside years 1 to 9999 (a time zero taken
+    ``horizon_days`` before an observation dated in year 1, say)."""
+    try:
+        return dt.datetime.fromtimestamp(timestamp, tz).date()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def time_zeros(

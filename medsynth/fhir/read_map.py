@@ -5,8 +5,9 @@ values of the attributes the schema names), an Observation an :class:`Observatio
 value per schema channel, blood-pressure components included), a Condition a
 :class:`ConditionRecord`. A resource outside the schema's vocabulary comes back as
 :class:`Ignored`; a resource the schema would use but that cannot be mapped raises :class:`Skip`
-with a short, bounded reason (counted) and a detail (the offending value). Nothing here resolves
-references or anchors time: that needs every file read first (see :mod:`medsynth.fhir.read`).
+with a short, bounded reason (counted) and a detail (the offending value, shown cut short: any
+JSON may stand where a value is expected). Nothing here resolves references or anchors time:
+that needs every file read first (see :mod:`medsynth.fhir.read`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from medsynth.fhir.read_json import show
 from medsynth.schema import Attribute, Channel, DatasetSchema
 from medsynth.schema.model import ICD10CM, LOINC, OMB_RACE_ETHNICITY, UCUM, Panel
 
@@ -35,6 +37,8 @@ NON_NUMERIC = "non-numeric or non-finite value"
 COMPARATOR = "value is a bound (comparator), not a measurement"
 PANEL_EMPTY = "panel without components in the schema"
 NO_PATIENT_ID = "Patient without id"
+BAD_TEXT = "text that is not valid Unicode (a lone surrogate)"
+NOT_OBJECT = "not a JSON object"
 BAD_BIRTHDATE = "unparseable birthDate (age left missing)"
 
 _DATETIME = re.compile(
@@ -200,7 +204,21 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 
 def _label(codings: list[dict[str, Any]]) -> str:
     first = codings[0]
-    return f"{first.get('system', '')}|{first['code']}"
+    system = first.get("system", "")
+    return f"{_clip(system if isinstance(system, str) else show(system))}|{_clip(first['code'])}"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (JSON escapes can spell lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def normalize_condition_code(code: str, system: str) -> str:
@@ -225,6 +243,8 @@ def map_patient(res: dict[str, Any], full_url: str | None, schema: DatasetSchema
         pid = full_url.removeprefix("urn:uuid:")
     if pid is None:
         raise Skip(NO_PATIENT_ID, field="id")
+    if not _is_text(pid):
+        raise Skip(BAD_TEXT, show(pid), field="id" if res.get("id") == pid else "fullUrl")
     keys = [f"Patient/{pid}"]
     if isinstance(full_url, str) and full_url.strip():
         keys.append(normalize_reference(full_url))
@@ -237,7 +257,7 @@ def map_patient(res: dict[str, Any], full_url: str | None, schema: DatasetSchema
     if "Patient.birthDate" in homes and res.get("birthDate") is not None:
         birth = parse_date(res.get("birthDate"))
         if birth is None:
-            problems.append(Problem("birthDate", BAD_BIRTHDATE, repr(res.get("birthDate"))))
+            problems.append(Problem("birthDate", BAD_BIRTHDATE, show(res.get("birthDate"))))
     for home in ("us-core-race", "us-core-ethnicity"):
         if home in homes:
             fields[home] = _omb_category(res.get("extension"), schema.attribute_by_fhir[home])
@@ -260,7 +280,8 @@ def _omb_category(extensions: Any, attr: Attribute) -> str | None:
     code is returned as is, and conformance counts it as an unknown category.
     """
     for ext in extensions if isinstance(extensions, list) else []:
-        if not (isinstance(ext, dict) and str(ext.get("url", "")).endswith(attr.fhir)):
+        url = ext.get("url") if isinstance(ext, dict) else None
+        if not (isinstance(url, str) and url.endswith(attr.fhir)):
             continue
         nested = ext.get("extension")
         subs = [s for s in nested if isinstance(s, dict)] if isinstance(nested, list) else []
@@ -321,7 +342,7 @@ def observation_time(res: dict[str, Any], tz: dt.tzinfo) -> float:
         raise Skip(NO_TIME, field=name)
     when = parse_datetime(text, tz)
     if when is None:
-        raise Skip(BAD_TIME, repr(text), field=name)
+        raise Skip(BAD_TIME, show(text), field=name)
     return when
 
 
@@ -330,25 +351,35 @@ def quantity_value(q: Any, channel: Channel) -> float:
     if not isinstance(q, dict):
         raise Skip(NO_VALUE, f"for channel {channel.name}", field="valueQuantity")
     v = q.get("value")
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise Skip(NON_NUMERIC, f"{v!r} for channel {channel.name}", field="valueQuantity.value")
-    if q.get("comparator") is not None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
+        detail = f"{show(v)} for channel {channel.name}"
+        raise Skip(NON_NUMERIC, detail, field="valueQuantity.value")
+    comparator = q.get("comparator")
+    if comparator is not None:
+        short = isinstance(comparator, str) and len(comparator) <= 2
+        shown = comparator if short else show(comparator)
         raise Skip(
-            COMPARATOR,
-            f"{q.get('comparator')}{v} for channel {channel.name}",
-            field="valueQuantity.comparator",
+            COMPARATOR, f"{shown}{v} for channel {channel.name}", field="valueQuantity.comparator"
         )
     code = q.get("code")
     ucum = q.get("system") == UCUM and isinstance(code, str)
     unit = code if ucum else q.get("unit")
     if not channel.accepts_unit(unit if isinstance(unit, str) else None):
         expected = " or ".join((channel.unit, *channel.unit_aliases))
+        shown = _clip(unit, 40) if isinstance(unit, str) and unit else "no unit"
         raise Skip(
-            f"unit mismatch: {unit or 'no unit'} for channel {channel.name} expects {expected}",
+            f"unit mismatch: {shown} for channel {channel.name} expects {expected}",
             f"value {v!r}",
             field="valueQuantity.code" if ucum else "valueQuantity.unit",
         )
     return float(v)
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond the range of a double
+        return False
 
 
 def _schema_target(concept: Any, schema: DatasetSchema) -> Channel | Panel | str | None:
@@ -391,14 +422,22 @@ def map_observation(res: dict[str, Any], schema: DatasetSchema) -> ObservationRe
     ignored: list[str] = []
     components = res.get("component") if isinstance(res.get("component"), list) else []
     for i, comp in enumerate(components):
-        found = _schema_target(comp.get("code") if isinstance(comp, dict) else None, schema)
-        if isinstance(found, str):
+        if not isinstance(comp, dict):
+            problems.append(Problem(f"component[{i}]", NOT_OBJECT, show(comp)))
+            continue
+        found = _schema_target(comp.get("code"), schema)
+        if found is None:  # whatever it measured, it cannot be told: an issue, not a silent loss
+            detail = show(comp["code"]) if "code" in comp else ""
+            problems.append(Problem(f"component[{i}].code", NO_CODE, detail))
+        elif isinstance(found, str):
             ignored.append(found)
         elif isinstance(found, Channel):
             try:
                 values.append((found.name, quantity_value(comp.get("valueQuantity"), found)))
             except Skip as skip:
                 problems.append(Problem(f"component[{i}].{skip.field}", skip.reason, skip.detail))
+        else:  # a panel's code on a component: no channel to put it in
+            ignored.append(f"{LOINC}|{found.code}")
     if not values and not problems:
         raise Skip(PANEL_EMPTY, f"panel {target.name}", field="component")
     return ObservationRecord(subject, when, tuple(values), tuple(problems), tuple(ignored))

@@ -40,8 +40,10 @@ class ReadIssue:
         file: the input file, as found from the sources given.
         location: ``"line 17"`` (1-based, bulk ndjson), ``"entry 42"`` (0-based, Bundle
             entries, like ``Bundle.entry[42]``; ``"entry 3, entry 0"`` inside a nested Bundle),
-            ``"resource"`` (a file holding one resource), ``"whole file"``, or ``"after line
-            17"`` / ``"after entry 42"`` where a file breaks off.
+            ``"bundle"`` (an element of the file's Bundle itself), ``"resource"`` (a file
+            holding one resource), ``"value 2"`` (1-based, a file holding several values one
+            after another), ``"whole file"``, or ``"after line 17"`` / ``"after entry 42"`` /
+            ``"after resource"`` / ``"after value 2"`` where a file breaks off.
         resource_type: the resourceType, when it could be read.
         resource_id: the resource's ``id``, when it has one.
         field: the element at fault (``valueQuantity.value``,

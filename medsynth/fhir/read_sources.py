@@ -1,14 +1,16 @@
 """Find FHIR input files, fingerprint them, and stream their resources one at a time.
 
-A source is a file (``.json`` / ``.json.gz`` holding a Bundle of any type or a single
-resource; ``.ndjson`` / ``.ndjson.gz`` bulk data, one resource per line) or a folder scanned
-recursively for those suffixes in sorted order. Bundles are streamed entry by entry with
-``ijson`` and bulk files line by line, so memory does not grow with file size. Every problem of
-a file (empty, bad JSON, unknown resourceType, truncated gzip) comes out as a
-:class:`FileProblem` in the stream at the place it happened, after everything readable before
-it; nothing here raises on bad content. A byte-order mark is skipped, a bulk-data manifest is
-recognised, and the bare ``NaN`` / ``Infinity`` some exporters write cost only their resource.
-Files are opened read-only.
+A source is a file (``.json`` / ``.json.gz`` holding a Bundle of any type, a single resource, or
+several resources one after another; ``.ndjson`` / ``.ndjson.gz`` bulk data, one resource per
+line) or a folder scanned recursively for those suffixes in sorted order. Bundles are streamed
+entry by entry and bulk files line by line, so memory does not grow with file size, and every
+record is parsed within the limits of :mod:`medsynth.fhir.read_json` (nesting depth, record size,
+token length), so no input can exhaust memory or the stack. Every problem of a file (empty, bad
+JSON, a record over a limit, unknown resourceType, a Bundle element that is not one, truncated
+gzip) comes out as a :class:`FileProblem` in the stream at the place it happened, after
+everything readable before it; nothing here raises on bad content. A byte-order mark is
+skipped, a bulk-data manifest is recognised, and the bare ``NaN`` / ``Infinity`` some exporters
+write, like numbers out of range, cost only their resource. Files are opened read-only.
 """
 
 from __future__ import annotations
@@ -16,72 +18,100 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import ijson
 import orjson
 
 from medsynth.errors import DataError
+from medsynth.fhir.read_json import (
+    BAD_JSON,
+    CHUNK,
+    MAX_DEPTH,
+    MAX_NUMBER_DIGITS,
+    MAX_RECORD_BYTES,
+    MAX_STRING_BYTES,
+    OVERSIZE,
+    TOO_DEEP,
+    TOO_LARGE,
+    TOO_LONG,
+    JsonBroken,
+    JsonEvents,
+    NonFiniteAsStrings,
+    Readable,
+    Refused,
+    build,
+    max_depth_of,
+    may_be_too_deep,
+    next_event,
+    parse_tolerant,
+    show,
+    skip,
+)
+from medsynth.fhir.read_resources import (
+    BAD_RESOURCE_TYPE,
+    BUNDLE_ELEMENTS,
+    ENTRY_NOT_ARRAY,
+    ENTRY_OUTSIDE_BUNDLE,
+    NO_RESOURCE_TYPE,
+    NOT_OBJECT,
+    RESOURCE_TYPES,
+    UNKNOWN_BUNDLE_ELEMENT,
+    UNKNOWN_ENTRY_ELEMENT,
+    Entry,
+    FileProblem,
+    NotResource,
+    check_resource,
+    check_resource_entry,
+    is_bulk_manifest,
+    refused_problem,
+)
+
+__all__ = [  # the reasons of file problems, and the limits, are read from here too
+    "BAD_GZIP",
+    "BAD_JSON",
+    "BAD_RESOURCE_TYPE",
+    "BULK_MANIFEST",
+    "EMPTY_FILE",
+    "ENTRY_NOT_ARRAY",
+    "ENTRY_OUTSIDE_BUNDLE",
+    "MAX_DEPTH",
+    "MAX_NUMBER_DIGITS",
+    "MAX_RECORD_BYTES",
+    "MAX_STRING_BYTES",
+    "NOT_OBJECT",
+    "NO_RESOURCE_TYPE",
+    "RESOURCE_TYPES",
+    "TOO_DEEP",
+    "TOO_LARGE",
+    "TOO_LONG",
+    "UNKNOWN_BUNDLE_ELEMENT",
+    "UNKNOWN_ENTRY_ELEMENT",
+    "UNREADABLE",
+    "Entry",
+    "FileProblem",
+    "InputFile",
+    "NotResource",
+    "check_resource",
+    "file_sha256",
+    "find_inputs",
+    "fingerprint",
+    "iter_file",
+]
+
+_NonFiniteAsStrings = NonFiniteAsStrings  # the name the stream's tests know it by
 
 SUFFIXES = (".ndjson.gz", ".json.gz", ".ndjson", ".json")
 
-BAD_JSON = "bad JSON"
-NOT_OBJECT = "not a JSON object"
-NO_RESOURCE_TYPE = "missing resourceType"
-BAD_RESOURCE_TYPE = "unknown resourceType (not a FHIR R4 resource type)"
 EMPTY_FILE = "empty file"
 BAD_GZIP = "truncated or corrupt gzip"
 UNREADABLE = "file cannot be read"
 BULK_MANIFEST = "(bulk data manifest)"
 
-_CHUNK = 1 << 18
 _BOM = b"\xef\xbb\xbf"
-
-# Resource type names of FHIR R4 (4.0.1) and R4B (4.3.0); anything else in resourceType is an
-# issue (a typo such as "Observaton" would otherwise vanish among the ignored types).
-_R4_TYPES = """
-    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
-    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
-    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
-    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
-    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
-    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric
-    DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference
-    EffectEvidenceSynthesis Encounter Endpoint EnrollmentRequest EnrollmentResponse
-    EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario
-    ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
-    HealthcareService ImagingStudy Immunization ImmunizationEvaluation
-    ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List
-    Location Measure MeasureReport Media Medication MedicationAdministration MedicationDispense
-    MedicationKnowledge MedicationRequest MedicationStatement MedicinalProduct
-    MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
-    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
-    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
-    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder Observation
-    ObservationDefinition OperationDefinition OperationOutcome Organization
-    OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation Person
-    PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire
-    QuestionnaireResponse RelatedPerson RequestGroup ResearchDefinition
-    ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
-    RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen
-    SpecimenDefinition StructureDefinition StructureMap Subscription Substance
-    SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation
-    SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
-    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult
-    VisionPrescription
-"""
-_R4B_TYPES = """
-    AdministrableProductDefinition Citation ClinicalUseDefinition EvidenceReport Ingredient
-    ManufacturedItemDefinition MedicinalProductDefinition NutritionProduct
-    PackagedProductDefinition RegulatedAuthorization SubscriptionStatus SubscriptionTopic
-    SubstanceDefinition
-"""
-RESOURCE_TYPES = frozenset(_R4_TYPES.split()) | frozenset(_R4B_TYPES.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,49 +120,6 @@ class InputFile:
 
     path: Path
     relative: str
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One resource read from a file, where it was, and its Bundle fullUrl if any."""
-
-    location: str
-    resource: dict[str, Any] | None
-    full_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FileProblem:
-    """Content that could not be read as a resource, where it was, and why.
-
-    ``field`` names the element at fault (``resourceType``) when there is one, ``resource_id``
-    the resource's ``id`` when it could be read.
-    """
-
-    location: str
-    reason: str
-    detail: str = ""
-    resource_type: str | None = None
-    resource_id: str | None = None
-    field: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotResource:
-    """A file that is part of an export but holds no resource (a bulk-data manifest)."""
-
-    location: str
-    kind: str
-
-
-def is_bulk_manifest(obj: Any) -> bool:
-    """Whether ``obj`` is a FHIR Bulk Data export manifest (``transactionTime`` + ``output``)."""
-    return (
-        isinstance(obj, dict)
-        and "resourceType" not in obj
-        and isinstance(obj.get("output"), list)
-        and "transactionTime" in obj
-    )
 
 
 def is_fhir_file(path: Path) -> bool:
@@ -176,7 +163,7 @@ def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes as stored (compressed files are hashed compressed)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
@@ -200,7 +187,7 @@ class _ShortReads:
         self._fh = fh
 
     def read(self, size: int = -1) -> bytes:
-        return self._fh.read1(size if size > 0 else _CHUNK) if size else b""
+        return self._fh.read1(size if size > 0 else CHUNK) if size else b""
 
     def __enter__(self) -> _ShortReads:
         return self
@@ -244,156 +231,89 @@ def iter_file(path: Path) -> Iterator[Entry | FileProblem | NotResource]:
 
 def _is_blank(path: Path) -> bool:
     with _open(path) as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             if chunk.strip():
                 return False
     return True
 
 
-def check_resource(
-    obj: Any, location: str, full_url: str | None = None
-) -> Iterator[Entry | FileProblem]:
-    """Yield ``obj`` as an :class:`Entry` (or a nested Bundle's entries), or a problem."""
-    if not isinstance(obj, dict):
-        yield FileProblem(location, NOT_OBJECT, type(obj).__name__)
-        return
-    rtype = obj.get("resourceType")
-    rid = obj.get("id") if isinstance(obj.get("id"), str) else None
-    if rtype is None:
-        yield FileProblem(location, NO_RESOURCE_TYPE, resource_id=rid, field="resourceType")
-    elif not (isinstance(rtype, str) and rtype in RESOURCE_TYPES):
-        yield FileProblem(
-            location, BAD_RESOURCE_TYPE, repr(rtype), resource_id=rid, field="resourceType"
-        )
-    elif rtype == "Bundle":
-        yield Entry(location, obj, full_url)
-        entries = obj.get("entry") if isinstance(obj.get("entry"), list) else []
-        for i, item in enumerate(entries):
-            yield from _bundle_entry(item, f"{location}, entry {i}")
-    else:
-        yield Entry(location, obj, full_url)
-
-
-def _bundle_entry(item: Any, location: str) -> Iterator[Entry | FileProblem]:
-    if not isinstance(item, dict):
-        yield FileProblem(location, NOT_OBJECT, type(item).__name__)
-    elif item.get("resource") is None:
-        yield Entry(location, None, item.get("fullUrl"))
-    else:
-        yield from check_resource(item["resource"], location, item.get("fullUrl"))
-
-
-def _lines(fh: IO[bytes] | _ShortReads) -> Iterator[bytes]:
-    """The lines of a stream, read a chunk at a time; a line cut off by a read error is lost."""
+# -- bulk ndjson -----------------------------------------------------------------------------------
+def _lines(fh: IO[bytes] | _ShortReads) -> Iterator[bytes | int]:
+    """The lines of a stream, read a chunk at a time; a line longer than MAX_RECORD_BYTES comes
+    as its length, without being kept. A line cut off by a read error is lost."""
     parts: list[bytes] = []
-    while chunk := fh.read(_CHUNK):
-        if b"\n" not in chunk:
-            parts.append(chunk)
-            continue
-        first, *middle, last = chunk.split(b"\n")
-        yield b"".join((*parts, first))
-        yield from middle
-        parts = [last]
-    if tail := b"".join(parts):
-        yield tail
+    size = 0
+    while chunk := fh.read(CHUNK):
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            size += len(piece)
+            yield size if size > MAX_RECORD_BYTES else b"".join((*parts, piece))
+            parts, size = [], 0
+        size += len(rest)
+        if size > MAX_RECORD_BYTES:
+            parts = []
+        else:
+            parts.append(rest)
+    if size:
+        yield size if size > MAX_RECORD_BYTES else b"".join(parts)
 
 
 def _iter_ndjson(path: Path, state: dict[str, str]) -> Iterator[Entry | FileProblem]:
     with _open(path) as fh:
         for number, raw in enumerate(_lines(fh), start=1):
             state["where"] = f"after line {number}"
-            if not raw.strip():
-                continue
             location = f"line {number}"
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                try:  # the standard parser also reads NaN and Infinity (as floats)
-                    obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    yield FileProblem(location, BAD_JSON, str(exc))
-                    continue
-            yield from check_resource(obj, location)
+            if isinstance(raw, int):
+                yield FileProblem(location, TOO_LARGE, f"{raw:,} bytes")
+            elif raw.strip():
+                yield from _line(raw, location)
 
 
-class _NonFiniteAsStrings:
-    """A stream that turns the bare ``NaN``, ``Infinity`` and ``-Infinity`` some exporters write
-    (not JSON) into strings, so one such value costs its resource, not the rest of the file.
-
-    Outside JSON strings these words can only be those tokens; string contents (escapes
-    included) pass unchanged, and a token or escape cut by a chunk border waits for the next.
-    """
-
-    _OUTSIDE = re.compile(rb'"|-?Infinity|NaN')
-    _STRING_END = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-    _CUT_TOKEN = re.compile(rb"(?:-|-?I(?:n(?:f(?:i(?:n(?:i(?:t)?)?)?)?)?)?|N(?:a)?)\Z")
-
-    def __init__(self, fh: IO[bytes] | _ShortReads) -> None:
-        self._fh = fh
-        self._in_string = False
-        self._pending = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size == 0:
-            return b""
-        while True:
-            chunk = self._fh.read(size if size > 0 else _CHUNK)
-            if not chunk:
-                rest, self._pending = self._pending, b""
-                return rest
-            if out := self._rewrite(self._pending + chunk):
-                return out
-
-    def _rewrite(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        i, n = 0, len(data)
-        self._pending = b""
-        while i < n:
-            if self._in_string:
-                m = self._STRING_END.match(data, i)
-                if m is None:
-                    tail = data[i:]
-                    cut = (len(tail) - len(tail.rstrip(b"\\"))) % 2  # a lone backslash waits
-                    out.append(tail[: len(tail) - cut])
-                    self._pending = tail[len(tail) - cut :]
-                    break
-                out.append(data[i : m.end()])
-                i, self._in_string = m.end(), False
-                continue
-            m = self._OUTSIDE.search(data, i)
-            if m is None:
-                cut = self._CUT_TOKEN.search(data, i)
-                end = cut.start() if cut else n
-                out.append(data[i:end])
-                self._pending = data[end:]
-                break
-            if m.group() == b'"':
-                out.append(data[i : m.end()])
-                self._in_string = True
-            else:
-                out += [data[i : m.start()], b'"', m.group(), b'"']
-            i = m.end()
-        return b"".join(out)
+def _line(raw: bytes, location: str) -> Iterator[Entry | FileProblem]:
+    """One bulk line: orjson when its nesting is within MAX_DEPTH (orjson has no limit of its
+    own), else, or when orjson refuses it, the bounded event parser."""
+    obj: Any = _UNSET
+    if not (may_be_too_deep(raw) and max_depth_of(raw) > MAX_DEPTH):
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    if obj is _UNSET:
+        try:  # NaN, Infinity, numbers out of range: read as text, costing their resource only
+            obj = parse_tolerant(raw)
+        except JsonBroken as exc:
+            yield FileProblem(location, exc.reason, exc.detail)
+            return
+        except Refused as exc:
+            yield refused_problem(exc, location)
+            return
+    yield from check_resource(obj, location)
 
 
-def _stream(fh: IO[bytes] | _ShortReads, tolerant: bool) -> IO[bytes] | _ShortReads | Any:
-    return _NonFiniteAsStrings(fh) if tolerant else fh
+_UNSET = object()
+
+
+# -- .json files -----------------------------------------------------------------------------------
+def _stream(fh: IO[bytes] | _ShortReads, tolerant: bool) -> Readable:
+    return NonFiniteAsStrings(fh) if tolerant else fh
 
 
 def _top_level_type(path: Path, tolerant: bool) -> tuple[str, Any]:
     """("array"|"scalar"|"object", resourceType or None), reading no further than needed."""
     with _open(path) as fh:
-        events = ijson.parse(_stream(fh, tolerant), use_float=True)
-        prefix, event, _ = next(events)
+        it = iter(JsonEvents(_stream(fh, tolerant)))
+        event, _ = next_event(it)
         if event == "start_array":
             return "array", None
         if event != "start_map":
             return "scalar", None
-        for prefix, event, value in events:
-            if prefix == "resourceType" and event not in ("start_map", "start_array"):
-                return "object", value
-            if prefix == "resourceType":
-                return "object", {}
+        for event, key in it:
+            if event != "map_key":  # the end of the object
+                break
+            event, value = next_event(it)
+            if key == "resourceType":
+                return "object", {} if event in ("start_map", "start_array") else value
+            skip(it, event)
     return "object", None
 
 
@@ -401,46 +321,129 @@ def _iter_json(path: Path, state: dict[str, str]) -> Iterator[Entry | FileProble
     try:
         try:
             kind, rtype = _top_level_type(path, tolerant=False)
-        except ijson.JSONError:
+        except JsonBroken as exc:
+            if not exc.retry:
+                raise
             kind, rtype = _top_level_type(path, tolerant=True)
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
-        yield FileProblem("whole file", BAD_JSON, _short(exc))
+    except JsonBroken as exc:
+        yield FileProblem("whole file", exc.reason, exc.detail)
         return
     if kind != "object":
         yield FileProblem("whole file", NOT_OBJECT, kind)
         return
-    if rtype != "Bundle":
-        try:
-            with _open(path) as fh:
-                obj = next(ijson.items(_stream(fh, True), "", use_float=True))
-        except (ijson.JSONError, UnicodeDecodeError) as exc:
-            yield FileProblem("whole file", BAD_JSON, _short(exc))
-            return
-        if is_bulk_manifest(obj):
-            yield NotResource("whole file", BULK_MANIFEST)
-            return
-        yield from check_resource(obj, "resource")
-        return
-    yield Entry("bundle", {"resourceType": "Bundle"})
-    done = -1
+    done = 0
     for tolerant in (False, True):  # the fast parser first; the tolerant one if it fails
+        seen = 0
         try:
             with _open(path) as fh:
-                items = ijson.items(_stream(fh, tolerant), "entry.item", use_float=True)
-                for index, item in enumerate(items):
-                    if index > done:
-                        state["where"] = f"after entry {index}"
-                        done = index
-                        yield from _bundle_entry(item, f"entry {index}")
+                events = JsonEvents(_stream(fh, tolerant))
+                for part in _json_values(events, rtype == "Bundle", state, last_pass=tolerant):
+                    seen += 1
+                    if seen > done:  # the tolerant pass goes on where the fast one stopped
+                        done = seen
+                        yield part
             return
-        except (ijson.JSONError, UnicodeDecodeError) as exc:
-            if tolerant:
-                yield FileProblem(
-                    f"after entry {done}" if done >= 0 else "before the first entry",
-                    BAD_JSON,
-                    _short(exc),
-                )
+        except JsonBroken as exc:
+            if tolerant or not exc.retry:
+                yield FileProblem(state["where"], exc.reason, exc.detail)
+                return
 
 
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
+Part = Entry | FileProblem | NotResource
+
+
+def _json_values(
+    events: JsonEvents, bundle: bool, state: dict[str, str], *, last_pass: bool
+) -> Iterator[Part]:
+    """Every top-level value of a ``.json`` file: a Bundle's entries streamed one by one, other
+    values read whole, each as a record (``resource`` when alone, else ``value N``)."""
+    it = iter(events)
+    held: Any = None  # the first value, until it is known whether others follow
+    number = 0
+    try:
+        for event, value in it:
+            if event == OVERSIZE:
+                continue
+            number += 1
+            if number == 1 and bundle:
+                yield from _stream_bundle(events, it, state)
+                continue
+            if held is not None:
+                yield from _value_parts(held, "value 1")
+                held, state["where"] = None, "after value 1"
+            events.record_start = events.fed
+            try:
+                record: Any = build(it, event, value, 1)
+            except Refused as exc:
+                record = exc
+            events.record_start = None
+            if number == 1:
+                held, state["where"] = (record,), "after resource"
+            else:
+                yield from _value_parts((record,), f"value {number}")
+                state["where"] = f"after value {number}"
+    except Exception as exc:
+        retried = isinstance(exc, JsonBroken) and exc.retry and not last_pass
+        if held is not None and not retried:  # what was read before the break is kept
+            yield from _value_parts(held, "resource")
+        raise
+    if held is not None:
+        yield from _value_parts(held, "resource")
+
+
+def _value_parts(held: tuple[Any], location: str) -> Iterator[Part]:
+    (record,) = held
+    if isinstance(record, Refused):
+        yield refused_problem(record, location)
+    elif is_bulk_manifest(record) and location == "resource":
+        yield NotResource("whole file", BULK_MANIFEST)
+    else:
+        yield from check_resource(record, location)
+
+
+def _stream_bundle(
+    events: JsonEvents, it: Iterator[tuple[str, Any]], state: dict[str, str]
+) -> Iterator[Part]:
+    """A top-level Bundle (its ``start_map`` read): entries one at a time, other elements
+    skipped without being kept, unknown ones (``entries``, an object ``entry``) as problems."""
+    yield Entry("bundle", {"resourceType": "Bundle"})
+    index = 0
+    bundle_id = None
+    for event, key in it:
+        if event != "map_key":  # the end of the Bundle
+            return
+        event, value = next_event(it)
+        if key == "entry" and event == "start_array":
+            for event, value in it:
+                if event == "end_array":
+                    break
+                events.record_start = events.fed
+                try:
+                    item = build(it, event, value, 3)
+                except Refused as exc:
+                    yield refused_problem(exc, f"entry {index}", entry=True)
+                else:
+                    yield from check_resource_entry(item, f"entry {index}")
+                events.record_start = None
+                state["where"] = f"after entry {index}"
+                index += 1
+            continue
+        if key == "id" and event == "string":
+            bundle_id = value
+        items = skip(it, event)
+        if key == "entry" and event != "null":
+            detail = _event_kind(event, items, value)
+            yield FileProblem("bundle", ENTRY_NOT_ARRAY, detail, "Bundle", bundle_id, "entry")
+        elif key not in BUNDLE_ELEMENTS:
+            detail = _event_kind(event, items, value)
+            yield FileProblem(
+                "bundle", UNKNOWN_BUNDLE_ELEMENT, detail, "Bundle", bundle_id, key[:80]
+            )
+
+
+def _event_kind(event: str, items: int, value: Any) -> str:
+    if event == "start_array":
+        return f"an array of {items} item(s)"
+    if event == "start_map":
+        return f"an object of {items} member(s)"
+    return f"a {event}: {show(value)}"
