@@ -160,6 +160,10 @@ class PreparedCohort:
         self.t = t
         self.n = cohort.n_patients
         index = pd.Index(cohort.patients["patient_id"])
+        # A model's synthetic patients have invented ids; any other cohort's ids are its own.
+        self.source_ids = (
+            None if cohort.source.kind == "synthetic" else [str(p) for p in index.tolist()]
+        )
         self.attrs = {home: _column(cohort.patients[a.name], a) for home, a in t.homes.items()}
         ev = cohort.events
         pidx = _lookup(index, ev["patient_id"], "events", "patient_id")
@@ -202,6 +206,7 @@ class PreparedCohort:
             starts=starts,
             base=base,
             id_words=streams.id_words(n_resources),
+            source_ids=None if self.source_ids is None else self.source_ids[a:b],
             pidx=pidx,
             ts=ts,
             ch=self.ch[es:ee],
@@ -226,6 +231,7 @@ class BlockInput:
     starts: list[dt.datetime]  # each patient's time zero, naive local time
     base: np.ndarray  # the same as epoch seconds
     id_words: np.ndarray
+    source_ids: list[str] | None
     pidx: np.ndarray
     ts: np.ndarray
     ch: np.ndarray
@@ -272,7 +278,12 @@ def build_block(t: Templates, inp: BlockInput, *, urn_refs: bool) -> Block:
     homes = list(inp.attrs.items())
     patients = [
         build_patient(
-            t, pat_ids[i], {home: col[i] for home, col in homes}, starts[i].date(), words[i]
+            t,
+            pat_ids[i],
+            {home: col[i] for home, col in homes},
+            starts[i].date(),
+            words[i],
+            None if inp.source_ids is None else inp.source_ids[i],
         )
         for i in range(n)
     ]

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from medsynth.fhir.read_json import show
+from medsynth.fhir.resources import SOURCE_ID_SYSTEM
 from medsynth.schema import Attribute, Channel, DatasetSchema
 from medsynth.schema.model import ICD10CM, LOINC, OMB_RACE_ETHNICITY, UCUM, Panel
 
@@ -246,6 +247,9 @@ def map_patient(res: dict[str, Any], full_url: str | None, schema: DatasetSchema
     if not _is_text(pid):
         raise Skip(BAD_TEXT, show(pid), field="id" if res.get("id") == pid else "fullUrl")
     keys = [f"Patient/{pid}"]
+    own = _source_id(res.get("identifier"))
+    if own is not None:  # an export of a cohort carries the cohort's own id: keep it
+        pid = own
     if isinstance(full_url, str) and full_url.strip():
         keys.append(normalize_reference(full_url))
     homes = set(schema.attribute_by_fhir)
@@ -270,6 +274,18 @@ def map_patient(res: dict[str, Any], full_url: str | None, schema: DatasetSchema
     if "Patient.deceased" in homes:
         fields["Patient.deceased"] = _deceased(res)
     return PatientRecord(pid, tuple(dict.fromkeys(keys)), fields, birth, tuple(problems))
+
+
+def _source_id(identifiers: Any) -> str | None:
+    """The value of the identifier with :data:`SOURCE_ID_SYSTEM`, when there is a readable one."""
+    if not isinstance(identifiers, list):
+        return None
+    for item in identifiers:
+        if isinstance(item, dict) and item.get("system") == SOURCE_ID_SYSTEM:
+            value = item.get("value")
+            if isinstance(value, str) and value.strip() and _is_text(value):
+                return value
+    return None
 
 
 def _omb_category(extensions: Any, attr: Attribute) -> str | None:

@@ -38,6 +38,10 @@ US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-eth
 #: Namespace of the invented medical record numbers; ``.invalid`` is reserved (RFC 2606), so
 #: the namespace can never be mistaken for a real assigning authority.
 IDENTIFIER_SYSTEM = "https://medsynth.invalid/sid/synthetic-mrn"
+#: The identifier that carries a real (or simulated) cohort's own patient id through an export,
+#: so that reading the export back gives the same patients (and the same privacy budget).
+#: Synthetic patients from a model never carry it.
+SOURCE_ID_SYSTEM = "https://medsynth.invalid/sid/source-patient-id"
 
 #: The tag on every resource and Bundle medsynth writes: "test health data" (HL7 v3 ActReason).
 SYNTHETIC_TAG: dict[str, str] = {
@@ -300,9 +304,15 @@ def epoch_seconds(when: dt.datetime) -> int:
 
 # -- resource builders -------------------------------------------------------------------------
 def build_patient(
-    t: Templates, rid: str, attrs: dict[str, Any], start: dt.date, words: Sequence[int]
+    t: Templates,
+    rid: str,
+    attrs: dict[str, Any],
+    start: dt.date,
+    words: Sequence[int],
+    source_id: str | None = None,
 ) -> dict[str, Any]:
-    """A Patient from attribute values by FHIR home (None = missing) and its random words."""
+    """A Patient from attribute values by FHIR home (None = missing) and its random words;
+    ``source_id``, the cohort's own patient id, when the cohort is not synthetic."""
     res: dict[str, Any] = {"resourceType": "Patient", "id": rid, "meta": META}
     extension = [
         t.extensions[home][v]
@@ -319,6 +329,9 @@ def build_patient(
             "value": f"{words[W_MRN] % 10**10:010d}",
         }
     ]
+    if source_id is not None:
+        own = {"use": "secondary", "system": SOURCE_ID_SYSTEM, "value": source_id}
+        res["identifier"].append(own)
     gender = attrs.get("Patient.gender")
     given, family = pick_name(gender, words[W_GIVEN], words[W_FAMILY])
     res["name"] = [{"use": "official", "family": family, "given": [given]}]

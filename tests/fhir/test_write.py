@@ -24,7 +24,7 @@ from medsynth._io import OutputExistsError
 from medsynth.cohort import Cohort
 from medsynth.errors import DataError, MedsynthError
 from medsynth.fhir.names import ANY_GIVEN, FAMILY, FEMALE_GIVEN, MALE_GIVEN
-from medsynth.fhir.resources import IDENTIFIER_SYSTEM, SYNTHETIC_TAG
+from medsynth.fhir.resources import IDENTIFIER_SYSTEM, SOURCE_ID_SYSTEM, SYNTHETIC_TAG
 from medsynth.fhir.validate import validate_output, validate_resource
 from medsynth.fhir.write import Manifest, write_fhir
 from medsynth.schema import DatasetSchema, parse_schema
@@ -277,7 +277,21 @@ def test_every_resource_is_tagged_synthetic_with_invented_ids(cohorts, tmp_path)
     text = "".join((tmp_path / "t" / f"{t}.ndjson").read_text() for t in TYPES)
     for line in text.splitlines():
         assert json.loads(line)["meta"] == {"tag": [SYNTHETIC_TAG]}
-    assert not any(pid in text for pid in cohort.patient_ids)  # cohort ids never leak
+    # A cohort's own ids appear only as the source identifier of its Patients (so an export
+    # read back is the same patients); every resource id and reference is invented.
+    own = [
+        i["value"]
+        for line in (tmp_path / "t" / "Patient.ndjson").read_text().splitlines()
+        for i in json.loads(line)["identifier"]
+        if i["system"] == SOURCE_ID_SYSTEM
+    ]
+    assert own == list(cohort.patient_ids)
+    resources = [json.loads(line) for line in text.splitlines()]
+    for res in resources:
+        if res["resourceType"] == "Patient":
+            res["identifier"] = [i for i in res["identifier"] if i["system"] != SOURCE_ID_SYSTEM]
+    stripped = json.dumps(resources)
+    assert not any(pid in stripped for pid in cohort.patient_ids)
 
 
 def test_same_seed_same_bytes_whatever_the_chunking(general_schema, tmp_path):

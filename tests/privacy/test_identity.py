@@ -134,3 +134,29 @@ def test_other_patients_are_another_dataset_and_no_raw_id_is_stored(book, cohort
     assert {n: len(k) for n, k in book.identities().items()} == {"a": 60, "b": 40}
     data = book.path.read_text()
     assert not any(f'"{p}"' in data for p in [*cohort.patient_ids, *renamed.patient_ids])
+
+
+def test_export_and_ingest_again_is_the_same_dataset(book, cohort, tmp_path):
+    from medsynth.fhir.read import read_fhir
+    from medsynth.fhir.write import write_fhir
+
+    for layout in ("ndjson", "bundle"):
+        write_fhir(cohort, tmp_path / layout, format=layout, random_state=3)
+        again = read_fhir([tmp_path / layout], cohort.schema).cohort
+        assert sorted(again.patient_ids) == sorted(cohort.patient_ids)  # the ids come back
+        assert again.source.fingerprint != cohort.source.fingerprint
+    charge(book, cohort, "original")
+    with pytest.raises(BudgetError, match="patients of dataset original"):
+        charge(book, again, again.source.budget_name)
+
+
+def test_synthetic_patients_carry_no_source_id(tmp_path, tiny_schema):
+    import dataclasses
+
+    from medsynth.fhir.resources import SOURCE_ID_SYSTEM
+    from medsynth.fhir.write import write_fhir
+
+    fake = simulate(tiny_schema, 5, random_state=1)
+    fake = dataclasses.replace(fake, source=dataclasses.replace(fake.source, kind="synthetic"))
+    write_fhir(fake, tmp_path / "out", random_state=0)
+    assert SOURCE_ID_SYSTEM not in (tmp_path / "out" / "Patient.ndjson").read_text()
