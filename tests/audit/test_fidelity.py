@@ -31,33 +31,7 @@ from medsynth.audit.timeseries import (
 from medsynth.audit.utility import Target, UtilityEvaluator, labels, resolve_target
 from medsynth.cohort import Cohort
 from medsynth.errors import DataError, NotFittedError
-
-
-def make_cohort(schema, rows, events=(), conditions=()) -> Cohort:
-    """rows: (id, sex, age); events: (id, time, channel, value); conditions: (id, code)."""
-    pat = pd.DataFrame(rows, columns=["patient_id", "sex", "age"])
-    ev = pd.DataFrame(list(events), columns=["patient_id", "time", "channel", "value"])
-    cond = pd.DataFrame(
-        [(p, c, 0.0) for p, c in conditions], columns=["patient_id", "code", "onset"]
-    )
-    return Cohort.conform(schema, pat, ev, cond)[0]
-
-
-def random_cohort(schema, n: int, seed: int, prefix: str = "p") -> Cohort:
-    """Patients whose hypertension depends on age and shows in glucose (a learnable signal)."""
-    rng = np.random.default_rng(seed)
-    ids = [f"{prefix}{i}" for i in range(n)]
-    age = rng.integers(18, 91, n)
-    sick = rng.random(n) < 0.15 + 0.6 * (age - 18) / 72
-    rows = list(zip(ids, rng.choice(["female", "male"], n), age, strict=True))
-    events = []
-    for pid, s in zip(ids, sick, strict=True):
-        level = rng.normal(150 if s else 95, 12)
-        for t in np.sort(rng.uniform(0, 360, rng.integers(1, 4))):
-            events.append((pid, t, "glucose", level + rng.normal(0, 5)))
-        events.append((pid, rng.uniform(0, 360), "hba1c", rng.normal(7 if s else 5.3, 0.4)))
-    conditions = [(pid, "38341003") for pid, s in zip(ids, sick, strict=True) if s]
-    return make_cohort(schema, rows, events, conditions)
+from tests.helpers import make_cohort, random_cohort
 
 
 # -- pure functions -----------------------------------------------------------------------------

@@ -15,24 +15,13 @@ from medsynth.audit.run import REPORT_HTML, REPORT_JSON, STATEMENT, run_audit, v
 from medsynth.errors import SchemaError
 from medsynth.schema.load import load_json_schema
 from tests.audit import stub_attack
-from tests.audit.test_fidelity import make_cohort, random_cohort
+from tests.helpers import make_cohort, random_cohort
 
 canonical = pytest.importorskip("medsynth.report.canonical")  # written beside this module
 
 TARGET = {"condition": "38341003"}
-COPIES = {
-    "name": "copies",
-    "evaluator": "exact_copies",
-    "metric": "share",
-    "op": "<=",
-    "threshold": 0.05,
-}
-
-
-@pytest.fixture(autouse=True)
-def _exact_copies(monkeypatch):
-    """A small privacy evaluator, so that a report can PASS before the attack modules exist."""
-    stub_attack.register(monkeypatch)
+COPIES = stub_attack.CHECK
+pytestmark = pytest.mark.usefixtures("exact_copies")  # a privacy check that runs
 
 
 def policy_doc(**overrides) -> dict:
