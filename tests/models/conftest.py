@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from medsynth.cohort import Cohort
+from medsynth.encoding.decode import SampledPatients
 from medsynth.encoding.encode import encode_cohort
-from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.encoding.vocabulary import VALUE, build_vocabulary
 from medsynth.models.artifact import build_network, save_artifact
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
@@ -283,3 +284,23 @@ def simulated_batch(vocab, n: int = 5):
     enc = encode_cohort(vocab, simulate(vocab.schema, n, random_state=0))
     tokens, times = torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
     return make_batch(GrammarTables.build(vocab), tokens, times)
+
+
+def as_sampled(vocab, enc) -> SampledPatients:
+    """Encoded patients in the sampler's output form (prefix tokens and value events), so that
+    ``decode_patients`` can be checked against the encoder."""
+    rows, times, chans, bins = [], [], [], []
+    for r, (seq, ts, length) in enumerate(zip(enc.tokens, enc.times, enc.lengths, strict=True)):
+        for tok, t in zip(seq[:length], ts[:length], strict=True):
+            if vocab.token_kind[tok] == VALUE:
+                rows.append(r)
+                times.append(float(t))
+                chans.append(vocab.token_channel[tok])
+                bins.append(vocab.token_bin[tok])
+    return SampledPatients(
+        prefix=enc.tokens[:, 1 : 1 + vocab.n_prefix].astype(np.int64),
+        event_row=np.array(rows),
+        event_time=np.array(times),
+        event_channel=np.array(chans),
+        event_bin=np.array(bins),
+    )
