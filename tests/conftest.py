@@ -1,6 +1,17 @@
-"""Shared fixtures: small schemas and cohorts built by hand (tests never read ../shared)."""
+"""Shared fixtures: small schemas and cohorts built by hand (tests never read ../shared).
+
+One thread per numerical library: on a small machine shared with other jobs, two torch (or
+OpenMP, BLAS) threads per process spin against each other and a training step runs several
+times slower. Set before torch or numpy is first imported; a value already in the environment
+is kept.
+"""
 
 from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 import copy
 from typing import Any
