@@ -413,6 +413,7 @@ def test_signed_report_verifies(cohorts, tmp_path):
         signing.verify_report(tmp_path / "a")
 
 
+@pytest.mark.slow  # every shipped evaluator on general-adult cohorts, twice
 def test_shipped_default_policy_runs_on_fresh_draws(general_schema, tmp_path):
     pytest.importorskip("medsynth.audit.mia")
     pytest.importorskip("medsynth.audit.reidentification")
@@ -486,6 +487,7 @@ def shipped_fidelity_policy(name: str):
     return parse_policy(doc)
 
 
+@pytest.mark.slow  # the fidelity evaluators on general-adult cohorts, twice per policy
 @pytest.mark.parametrize("name", ["default", "strict"])
 def test_shipped_thresholds_pass_fresh_draws_and_fail_a_lost_group(name, general_schema):
     from medsynth.audit.policy import evaluate_policy, overall_verdict

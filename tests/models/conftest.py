@@ -132,22 +132,34 @@ def small_cohort(small):
     return with_marker(simulate(small, 800, random_state=1))
 
 
-@pytest.fixture(scope="session")
-def trained(small_cohort, tmp_path_factory):
-    """One model at a large epsilon (no pretraining), shared by several test files."""
-    root = tmp_path_factory.mktemp("trained")
+def train_large_epsilon(cohort: Cohort, root, epochs: int):
+    """``(artifact, ledger)``: ``fast_config`` trained at a large epsilon for ``epochs`` epochs."""
     ledger = root / "ledger.jsonl"
     path = train(
-        small_cohort,
+        cohort,
         epsilon=LARGE_EPSILON,
         delta=1e-5,
         out=root / "model",
         ledger=ledger,
-        config=fast_config(),
+        config=fast_config(epochs=epochs),
         progress=False,
         seed=0,
     )
     return path, ledger
+
+
+@pytest.fixture(scope="session")
+def trained(small_cohort, tmp_path_factory):
+    """A model at a large epsilon after 4 epochs (16 DP-SGD steps, no pretraining), shared by
+    several test files: for what training records and how sampling behaves, not for how well
+    the model learned (that is :func:`trained_well`)."""
+    return train_large_epsilon(small_cohort, tmp_path_factory.mktemp("trained"), epochs=4)
+
+
+@pytest.fixture(scope="session")
+def trained_well(small_cohort, tmp_path_factory):
+    """The same after 40 epochs (160 steps): for the slow test of what the model learned."""
+    return train_large_epsilon(small_cohort, tmp_path_factory.mktemp("trained-well"), epochs=40)
 
 
 @pytest.fixture(scope="session")
