@@ -1,4 +1,4 @@
-"""Fidelity, time-series, utility and subgroup evaluators on tiny hand-made cohorts."""
+"""Fidelity, utility and subgroup evaluators on tiny hand-made cohorts (time series: own file)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,7 @@ from medsynth.audit.fidelity import (
     tvd,
 )
 from medsynth.audit.subgroups import SubgroupEvaluator, default_groups
-from medsynth.audit.timeseries import (
-    TimeSeriesEvaluator,
-    count_edges,
-    event_gaps,
-    events_per_patient,
-    gallery,
-    lag1_correlation,
-    patient_slopes,
-)
+from medsynth.audit.timeseries import TimeSeriesEvaluator, count_edges
 from medsynth.audit.utility import Target, UtilityEvaluator, labels, resolve_target
 from medsynth.cohort import Cohort
 from medsynth.errors import DataError, NotFittedError
@@ -112,85 +104,6 @@ def test_fidelity_not_run_on_a_single_patient(tiny_schema):
         ev.result()
     r = ev.evaluate().result()
     assert r.status == "not_run" and "at least 2 patients" in r.reason
-
-
-# -- time series --------------------------------------------------------------------------------
-def test_timeseries_figures_by_hand(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [
-            ("a", 0, "glucose", 100),
-            ("a", 73.05, "glucose", 110),
-            ("a", 73.05, "hba1c", 6.0),
-            ("b", 10, "glucose", 90),
-        ],
-    )
-    assert events_per_patient(c).tolist() == [3, 1, 0]
-    assert event_gaps(c).tolist() == [73.05]
-    assert patient_slopes(c, "glucose").tolist() == pytest.approx([50.0])  # 10 in 0.2 years
-    assert lag1_correlation(c, "glucose") == {"pairs": 1, "correlation": None}
-
-
-def test_timeseries_identical_is_zero_and_gallery_is_synthetic(tiny_schema):
-    real = random_cohort(tiny_schema, 60, seed=2, prefix="r")
-    synth = random_cohort(tiny_schema, 60, seed=3, prefix="s")
-    same = TimeSeriesEvaluator(AuditInputs(real, real, real, tiny_schema)).evaluate().result()
-    assert same.metrics["events_per_patient_tvd"] == 0.0 and same.metrics["gap_ks"] == 0.0
-    assert same.metrics["lag1_diff_max"] == 0.0
-    r = TimeSeriesEvaluator(AuditInputs(real, real, synth, tiny_schema)).evaluate().result()
-    rows = [p["row"] for p in r.details["gallery"]["patients"]]
-    assert len(rows) == 4 and rows == sorted(set(rows)) and "patient_id" not in str(r.details)
-    assert same.metrics["slope_ks_max"] == 0.0
-
-
-def test_gallery_draws_whole_synthetic_timelines(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [
-            ("a", 0, "glucose", 100),
-            ("a", 30, "glucose", 110),
-            ("a", 30, "hba1c", 6.0),
-            ("b", 10, "glucose", 90),
-        ],
-        [("a", "38341003")],
-    )
-    g = gallery(c, n_patients=5, n_channels=1, random_state=0)
-    assert g["horizon_days"] == 365.0
-    assert [p["row"] for p in g["patients"]] == [0]  # the only one with 2+ events
-    assert g["note"].startswith("1 of the 5 requested synthetic timelines could be shown")
-    a = g["patients"][0]
-    assert a["attributes"] == [["sex", "male"], ["age", "40"]] and a["events"] == 3
-    assert a["conditions"] == [{"code": "38341003", "display": "Hypertension", "onset": 0.0}]
-    assert list(a["channels"]) == ["glucose"]
-    assert a["channels"]["glucose"]["time"] == [0.0, 30.0]
-    assert a["channels"]["glucose"]["value"] == [100.0, 110.0]
-    copy = gallery(c, real=[c])  # an exact copy of a real record is never drawn
-    assert copy["patients"] == [] and copy["excluded_copies"] == 1
-    assert "1 of those are exact copies of real records (never shown)" in copy["note"]
-
-
-def test_gallery_picks_by_position_when_synthetic_ids_equal_real_ids(tiny_schema):
-    real = random_cohort(tiny_schema, 30, seed=4, prefix="sim-")
-    synth = random_cohort(tiny_schema, 30, seed=5, prefix="sim-")  # same ids, other records
-    assert synth.patient_ids == real.patient_ids
-    g = gallery(synth, n_patients=3, real=[real], random_state=1)
-    assert len(g["patients"]) == 3 and g["excluded_copies"] == 0 and g["note"] == ""
-    first = g["patients"][0]
-    pid = synth.patient_ids[first["row"]]
-    mine = synth.events[synth.events["patient_id"] == pid]
-    assert first["events"] == len(mine)  # the timeline is the synthetic row's, not the real one
-    copied = gallery(real, n_patients=3, real=[real, synth])
-    with_two = int((real.events.groupby("patient_id")["time"].nunique() >= 2).sum())
-    assert copied["patients"] == [] and copied["eligible"] == 0
-    assert copied["excluded_copies"] == with_two > 0
-
-
-def test_timeseries_not_run_without_events(tiny_schema):
-    c = make_cohort(tiny_schema, [("a", "male", 40), ("b", "female", 50)])
-    r = TimeSeriesEvaluator(AuditInputs(c, c, c, tiny_schema)).evaluate().result()
-    assert r.status == "not_run" and "0 events" in r.reason
 
 
 # -- utility ------------------------------------------------------------------------------------
