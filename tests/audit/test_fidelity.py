@@ -1,11 +1,10 @@
-"""Fidelity, utility and subgroup evaluators on tiny hand-made cohorts (time series: own file)."""
+"""Fidelity and subgroup evaluators on tiny hand-made cohorts (time series, utility: own files)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medsynth.audit.base import AuditInputs
@@ -20,9 +19,9 @@ from medsynth.audit.fidelity import (
 )
 from medsynth.audit.subgroups import SubgroupEvaluator, default_groups
 from medsynth.audit.timeseries import TimeSeriesEvaluator, count_edges
-from medsynth.audit.utility import Target, UtilityEvaluator, labels, resolve_target
+from medsynth.audit.utility import UtilityEvaluator
 from medsynth.cohort import Cohort
-from medsynth.errors import DataError, NotFittedError
+from medsynth.errors import NotFittedError
 from tests.helpers import make_cohort, random_cohort
 
 
@@ -104,78 +103,6 @@ def test_fidelity_not_run_on_a_single_patient(tiny_schema):
         ev.result()
     r = ev.evaluate().result()
     assert r.status == "not_run" and "at least 2 patients" in r.reason
-
-
-# -- utility ------------------------------------------------------------------------------------
-def test_utility_learns_from_a_faithful_synthetic_cohort(tiny_schema):
-    train = random_cohort(tiny_schema, 240, seed=4, prefix="t")
-    holdout = random_cohort(tiny_schema, 160, seed=5, prefix="h")
-    synth = random_cohort(tiny_schema, 240, seed=6, prefix="s")
-    target = {"condition": "38341003"}
-    r = (
-        UtilityEvaluator(
-            AuditInputs(train, holdout, synth, tiny_schema), target=target, bootstrap=50
-        )
-        .evaluate()
-        .result()
-    )
-    auc = r.metrics["auc_synthetic"]
-    assert r.status == "ok" and auc.value > 0.85 and auc.ci_low <= auc.value <= auc.ci_high
-    assert abs(r.metrics["auc_gap"]) < 0.08
-    # the same synthetic patients with their labels scrambled teach nothing
-    rng = np.random.default_rng(0)
-    ids = rng.choice(synth.patient_ids, size=len(synth.conditions), replace=False)
-    noise = Cohort(
-        tiny_schema,
-        synth.patients,
-        synth.events,
-        pd.DataFrame({"patient_id": ids, "code": "38341003", "onset": 0.0}),
-    )
-    bad = (
-        UtilityEvaluator(
-            AuditInputs(train, holdout, noise, tiny_schema), target=target, bootstrap=50
-        )
-        .evaluate()
-        .result()
-    )
-    assert bad.metrics["auc_synthetic"].value < 0.7 and bad.metrics["auc_gap"] > 0.2
-
-
-def test_utility_targets_and_degenerate_labels(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [("a", 0, "hba1c", 7.0), ("b", 0, "hba1c", 5.0)],
-    )
-    band = Target.from_dict({"channel": "hba1c", "above": 6.5}, tiny_schema)
-    assert np.array_equal(labels(c, band), [1.0, 0.0, np.nan], equal_nan=True)
-    sex = Target.from_dict({"attribute": "sex", "equals": "male"}, tiny_schema)
-    assert labels(c, sex).tolist() == [1.0, 0.0, 1.0]
-    with pytest.raises(DataError, match="valid: glucose, hba1c"):
-        Target.from_dict({"channel": "ldl", "above": 1}, tiny_schema)
-    first_known = resolve_target([{"condition": "K74.60"}, {"condition": "38341003"}], tiny_schema)
-    assert first_known == Target(condition="38341003")
-    with pytest.raises(DataError, match="'K74.60' is not in schema 'tiny'.*'x' is not an obj"):
-        resolve_target([{"condition": "K74.60"}, "x"], tiny_schema)
-    missing = UtilityEvaluator(AuditInputs(c, c, c, tiny_schema)).evaluate().result()
-    assert missing.status == "not_run" and "names no utility target" in missing.reason
-    none_fits = (
-        UtilityEvaluator(AuditInputs(c, c, c, tiny_schema), target=[{"condition": "K74.60"}])
-        .evaluate()
-        .result()
-    )
-    assert none_fits.status == "not_run"
-    assert none_fits.reason.startswith("no utility target of the policy fits schema 'tiny'")
-    with pytest.raises(DataError, match="'K74.60' is not in schema"):
-        UtilityEvaluator(
-            AuditInputs(c, c, c, tiny_schema), target={"condition": "K74.60"}
-        ).evaluate()
-    r = (
-        UtilityEvaluator(AuditInputs(c, c, c, tiny_schema), target={"condition": "38341003"})
-        .evaluate()
-        .result()
-    )
-    assert r.status == "not_run" and "0 positive" in r.reason
 
 
 # -- subgroups ----------------------------------------------------------------------------------
