@@ -1,7 +1,8 @@
-"""Helpers shared by the test modules: a tiny schema document, hand-made cohorts, a privacy record.
+"""Plain functions shared by the test modules: a tiny schema document, hand-made cohorts and a
+privacy record.
 
-Fixtures built from them live in ``tests/conftest.py``; test modules import the plain functions
-from here (never from a conftest or from another test module).
+Fixtures built from them live in ``tests/conftest.py``; test modules import the functions from
+here (never from the root conftest or from another test module).
 """
 
 from __future__ import annotations
