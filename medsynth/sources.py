@@ -53,6 +53,12 @@ def open_source(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise DataError(f"source not found: {', '.join(missing)}")
+    folders = [str(p) for p in paths if is_cohort_dir(p) or is_tables_dir(p)]
+    if len(paths) > 1 and folders:
+        raise DataError(
+            f"{', '.join(folders)}: a cohort or tables folder opens on its own, not beside "
+            "other sources; give it alone (several FHIR files and folders can go together)"
+        )
     if len(paths) == 1 and is_cohort_dir(paths[0]):
         cohort = Cohort.load(paths[0])
         if schema is not None and schema.sha256 != cohort.schema.sha256:

@@ -1,6 +1,17 @@
-"""Shared fixtures: small schemas and cohorts built by hand (tests never read ../shared)."""
+"""Shared fixtures: small schemas and cohorts built by hand (tests never read ../shared).
+
+One thread per numerical library: on a small machine shared with other jobs, two torch (or
+OpenMP, BLAS) threads per process spin against each other and a training step runs several
+times slower. Set before torch or numpy is first imported; a value already in the environment
+is kept.
+"""
 
 from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 import copy
 from typing import Any
@@ -8,6 +19,7 @@ from typing import Any
 import pytest
 
 from medsynth.schema import DatasetSchema, load_schema, parse_schema
+from tests.helpers import minimal_doc
 
 
 @pytest.fixture(scope="session")
@@ -26,60 +38,9 @@ def general_doc(general_schema: DatasetSchema) -> dict[str, Any]:
     return copy.deepcopy(general_schema.raw)
 
 
-def minimal_doc() -> dict[str, Any]:
-    """A tiny valid schema document: two attributes, one condition, two channels."""
-    return {
-        "format": "medsynth.dataset/1",
-        "name": "tiny",
-        "time": {"anchor": "first_event", "horizon_days": 365, "output_start": "2022-01-01"},
-        "limits": {"max_events_per_channel": 3, "max_events_total": 5, "max_conditions": 2},
-        "attributes": [
-            {
-                "name": "sex",
-                "type": "categorical",
-                "fhir": "Patient.gender",
-                "categories": ["female", "male"],
-            },
-            {
-                "name": "age",
-                "type": "numeric",
-                "fhir": "Patient.birthDate",
-                "min": 18,
-                "max": 90,
-                "decimals": 0,
-            },
-        ],
-        "conditions": {
-            "system": "http://snomed.info/sct",
-            "codes": [{"code": "38341003", "display": "Hypertension"}],
-        },
-        "channels": [
-            {
-                "name": "glucose",
-                "code": "2339-0",
-                "display": "Glucose",
-                "unit": "mg/dL",
-                "min": 20,
-                "max": 600,
-                "category": "laboratory",
-                "decimals": 0,
-            },
-            {
-                "name": "hba1c",
-                "code": "4548-4",
-                "display": "HbA1c",
-                "unit": "%",
-                "min": 3,
-                "max": 18,
-                "category": "laboratory",
-                "decimals": 1,
-            },
-        ],
-    }
-
-
 @pytest.fixture(scope="session")
 def tiny_schema() -> DatasetSchema:
+    """The schema of :func:`tests.helpers.minimal_doc`."""
     return parse_schema(minimal_doc())
 
 
@@ -93,11 +54,10 @@ def _installation_home(tmp_path_factory):
     patch.undo()
 
 
-def new_ledger(path, *, default_cap: float = 1000.0):
-    """Start a ledger at ``path`` (ledgers are only ever created explicitly); returns the path.
+@pytest.fixture()
+def exact_copies(monkeypatch):
+    """Registers the small privacy evaluator of :mod:`tests.audit.stub_attack` for one test, so
+    that an audit can pass without the attack modules."""
+    from tests.audit import stub_attack
 
-    Its default cap is large: tests train at large epsilons to check learning, not budgets."""
-    from medsynth.privacy.ledger import Ledger
-
-    Ledger.create(path, default_cap=default_cap)
-    return path
+    stub_attack.register(monkeypatch)

@@ -210,7 +210,7 @@ def test_content_hash_is_deterministic(tiny_schema):
 
 def _grouped_schema(max_per_channel: int = 3, max_total: int = 5):
     from medsynth.schema import parse_schema
-    from tests.conftest import minimal_doc
+    from tests.helpers import minimal_doc
 
     doc = minimal_doc()
     doc["measurement_groups"] = [{"name": "labs", "channels": ["glucose", "hba1c"]}]

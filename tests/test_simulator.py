@@ -19,7 +19,7 @@ from medsynth.simulator.block import to_channel
 from medsynth.simulator.concepts import concept_for_code
 from medsynth.simulator.plan import make_plan
 from medsynth.simulator.streams import Streams
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 

@@ -13,7 +13,7 @@ from medsynth.cohort import Cohort
 from medsynth.errors import DataError
 from medsynth.schema import Attribute, parse_schema
 from medsynth.tabular import TABLES_FORMAT, read_tables, write_tables
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 
 @pytest.fixture(scope="module")

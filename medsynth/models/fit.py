@@ -155,7 +155,7 @@ def fit_nonprivate(
     batch_size: int,
     lr: float,
     shuffle: float,
-    seed: int,
+    random_state: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> float:
     """Plain Adam with cosine learning-rate decay on shuffled minibatches; public data only.
@@ -163,7 +163,7 @@ def fit_nonprivate(
     Returns:
         The mean loss of the last epoch.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(random_state)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     total = max(1, epochs * -(-encoded.n // batch_size))
     schedule = torch.optim.lr_scheduler.LambdaLR(

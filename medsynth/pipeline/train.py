@@ -98,7 +98,7 @@ def pretrain(
             batch_size=config.pretrain_batch_size,
             lr=config.pretrain_learning_rate,
             shuffle=config.prefix_shuffle,
-            seed=random_state,
+            random_state=random_state,
             on_epoch=tick,
         )
 

@@ -2,7 +2,8 @@
 
 It stands in for the attack modules where a test needs a privacy check that runs: the share of
 synthetic patients whose whole record (ids left out) equals a training patient's, with the same
-share for holdout patients as the baseline. Registered per test through ``monkeypatch``.
+share for holdout patients as the baseline. Registered per test through ``monkeypatch`` (the
+``exact_copies`` fixture of ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ from medsynth.audit.timeseries import record_fingerprints
 
 NAME = "exact_copies"
 TARGET = "tests.audit.stub_attack:ExactCopies"
+
+# A policy check on it: at most 5 % of the synthetic records copy a training record.
+CHECK = {
+    "name": "copies",
+    "evaluator": NAME,
+    "metric": "share",
+    "op": "<=",
+    "threshold": 0.05,
+}
 
 
 class ExactCopies(Evaluator):

@@ -1,11 +1,11 @@
-"""Fidelity, time-series, utility and subgroup evaluators on tiny hand-made cohorts."""
+"""The fidelity evaluator on tiny hand-made cohorts, and the contract every fidelity and utility
+evaluator keeps on degenerate inputs (time series, utility and subgroups have their own files)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medsynth.audit.base import AuditInputs
@@ -18,46 +18,11 @@ from medsynth.audit.fidelity import (
     ks_statistic,
     tvd,
 )
-from medsynth.audit.subgroups import SubgroupEvaluator, default_groups
-from medsynth.audit.timeseries import (
-    TimeSeriesEvaluator,
-    count_edges,
-    event_gaps,
-    events_per_patient,
-    gallery,
-    lag1_correlation,
-    patient_slopes,
-)
-from medsynth.audit.utility import Target, UtilityEvaluator, labels, resolve_target
-from medsynth.cohort import Cohort
-from medsynth.errors import DataError, NotFittedError
-
-
-def make_cohort(schema, rows, events=(), conditions=()) -> Cohort:
-    """rows: (id, sex, age); events: (id, time, channel, value); conditions: (id, code)."""
-    pat = pd.DataFrame(rows, columns=["patient_id", "sex", "age"])
-    ev = pd.DataFrame(list(events), columns=["patient_id", "time", "channel", "value"])
-    cond = pd.DataFrame(
-        [(p, c, 0.0) for p, c in conditions], columns=["patient_id", "code", "onset"]
-    )
-    return Cohort.conform(schema, pat, ev, cond)[0]
-
-
-def random_cohort(schema, n: int, seed: int, prefix: str = "p") -> Cohort:
-    """Patients whose hypertension depends on age and shows in glucose (a learnable signal)."""
-    rng = np.random.default_rng(seed)
-    ids = [f"{prefix}{i}" for i in range(n)]
-    age = rng.integers(18, 91, n)
-    sick = rng.random(n) < 0.15 + 0.6 * (age - 18) / 72
-    rows = list(zip(ids, rng.choice(["female", "male"], n), age, strict=True))
-    events = []
-    for pid, s in zip(ids, sick, strict=True):
-        level = rng.normal(150 if s else 95, 12)
-        for t in np.sort(rng.uniform(0, 360, rng.integers(1, 4))):
-            events.append((pid, t, "glucose", level + rng.normal(0, 5)))
-        events.append((pid, rng.uniform(0, 360), "hba1c", rng.normal(7 if s else 5.3, 0.4)))
-    conditions = [(pid, "38341003") for pid, s in zip(ids, sick, strict=True) if s]
-    return make_cohort(schema, rows, events, conditions)
+from medsynth.audit.subgroups import SubgroupEvaluator
+from medsynth.audit.timeseries import TimeSeriesEvaluator, count_edges
+from medsynth.audit.utility import UtilityEvaluator
+from medsynth.errors import NotFittedError
+from tests.helpers import make_cohort, random_cohort
 
 
 # -- pure functions -----------------------------------------------------------------------------
@@ -138,208 +103,6 @@ def test_fidelity_not_run_on_a_single_patient(tiny_schema):
         ev.result()
     r = ev.evaluate().result()
     assert r.status == "not_run" and "at least 2 patients" in r.reason
-
-
-# -- time series --------------------------------------------------------------------------------
-def test_timeseries_figures_by_hand(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [
-            ("a", 0, "glucose", 100),
-            ("a", 73.05, "glucose", 110),
-            ("a", 73.05, "hba1c", 6.0),
-            ("b", 10, "glucose", 90),
-        ],
-    )
-    assert events_per_patient(c).tolist() == [3, 1, 0]
-    assert event_gaps(c).tolist() == [73.05]
-    assert patient_slopes(c, "glucose").tolist() == pytest.approx([50.0])  # 10 in 0.2 years
-    assert lag1_correlation(c, "glucose") == {"pairs": 1, "correlation": None}
-
-
-def test_timeseries_identical_is_zero_and_gallery_is_synthetic(tiny_schema):
-    real = random_cohort(tiny_schema, 60, seed=2, prefix="r")
-    synth = random_cohort(tiny_schema, 60, seed=3, prefix="s")
-    same = TimeSeriesEvaluator(AuditInputs(real, real, real, tiny_schema)).evaluate().result()
-    assert same.metrics["events_per_patient_tvd"] == 0.0 and same.metrics["gap_ks"] == 0.0
-    assert same.metrics["lag1_diff_max"] == 0.0
-    r = TimeSeriesEvaluator(AuditInputs(real, real, synth, tiny_schema)).evaluate().result()
-    rows = [p["row"] for p in r.details["gallery"]["patients"]]
-    assert len(rows) == 4 and rows == sorted(set(rows)) and "patient_id" not in str(r.details)
-    assert same.metrics["slope_ks_max"] == 0.0
-
-
-def test_gallery_draws_whole_synthetic_timelines(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [
-            ("a", 0, "glucose", 100),
-            ("a", 30, "glucose", 110),
-            ("a", 30, "hba1c", 6.0),
-            ("b", 10, "glucose", 90),
-        ],
-        [("a", "38341003")],
-    )
-    g = gallery(c, n_patients=5, n_channels=1, random_state=0)
-    assert g["horizon_days"] == 365.0
-    assert [p["row"] for p in g["patients"]] == [0]  # the only one with 2+ events
-    assert g["note"].startswith("1 of the 5 requested synthetic timelines could be shown")
-    a = g["patients"][0]
-    assert a["attributes"] == [["sex", "male"], ["age", "40"]] and a["events"] == 3
-    assert a["conditions"] == [{"code": "38341003", "display": "Hypertension", "onset": 0.0}]
-    assert list(a["channels"]) == ["glucose"]
-    assert a["channels"]["glucose"]["time"] == [0.0, 30.0]
-    assert a["channels"]["glucose"]["value"] == [100.0, 110.0]
-    copy = gallery(c, real=[c])  # an exact copy of a real record is never drawn
-    assert copy["patients"] == [] and copy["excluded_copies"] == 1
-    assert "1 of those are exact copies of real records (never shown)" in copy["note"]
-
-
-def test_gallery_picks_by_position_when_synthetic_ids_equal_real_ids(tiny_schema):
-    real = random_cohort(tiny_schema, 30, seed=4, prefix="sim-")
-    synth = random_cohort(tiny_schema, 30, seed=5, prefix="sim-")  # same ids, other records
-    assert synth.patient_ids == real.patient_ids
-    g = gallery(synth, n_patients=3, real=[real], random_state=1)
-    assert len(g["patients"]) == 3 and g["excluded_copies"] == 0 and g["note"] == ""
-    first = g["patients"][0]
-    pid = synth.patient_ids[first["row"]]
-    mine = synth.events[synth.events["patient_id"] == pid]
-    assert first["events"] == len(mine)  # the timeline is the synthetic row's, not the real one
-    copied = gallery(real, n_patients=3, real=[real, synth])
-    with_two = int((real.events.groupby("patient_id")["time"].nunique() >= 2).sum())
-    assert copied["patients"] == [] and copied["eligible"] == 0
-    assert copied["excluded_copies"] == with_two > 0
-
-
-def test_timeseries_not_run_without_events(tiny_schema):
-    c = make_cohort(tiny_schema, [("a", "male", 40), ("b", "female", 50)])
-    r = TimeSeriesEvaluator(AuditInputs(c, c, c, tiny_schema)).evaluate().result()
-    assert r.status == "not_run" and "0 events" in r.reason
-
-
-# -- utility ------------------------------------------------------------------------------------
-def test_utility_learns_from_a_faithful_synthetic_cohort(tiny_schema):
-    train = random_cohort(tiny_schema, 240, seed=4, prefix="t")
-    holdout = random_cohort(tiny_schema, 160, seed=5, prefix="h")
-    synth = random_cohort(tiny_schema, 240, seed=6, prefix="s")
-    target = {"condition": "38341003"}
-    r = (
-        UtilityEvaluator(
-            AuditInputs(train, holdout, synth, tiny_schema), target=target, bootstrap=50
-        )
-        .evaluate()
-        .result()
-    )
-    auc = r.metrics["auc_synthetic"]
-    assert r.status == "ok" and auc.value > 0.85 and auc.ci_low <= auc.value <= auc.ci_high
-    assert abs(r.metrics["auc_gap"]) < 0.08
-    # the same synthetic patients with their labels scrambled teach nothing
-    rng = np.random.default_rng(0)
-    ids = rng.choice(synth.patient_ids, size=len(synth.conditions), replace=False)
-    noise = Cohort(
-        tiny_schema,
-        synth.patients,
-        synth.events,
-        pd.DataFrame({"patient_id": ids, "code": "38341003", "onset": 0.0}),
-    )
-    bad = (
-        UtilityEvaluator(
-            AuditInputs(train, holdout, noise, tiny_schema), target=target, bootstrap=50
-        )
-        .evaluate()
-        .result()
-    )
-    assert bad.metrics["auc_synthetic"].value < 0.7 and bad.metrics["auc_gap"] > 0.2
-
-
-def test_utility_targets_and_degenerate_labels(tiny_schema):
-    c = make_cohort(
-        tiny_schema,
-        [("a", "male", 40), ("b", "female", 50), ("c", "male", 60)],
-        [("a", 0, "hba1c", 7.0), ("b", 0, "hba1c", 5.0)],
-    )
-    band = Target.from_dict({"channel": "hba1c", "above": 6.5}, tiny_schema)
-    assert np.array_equal(labels(c, band), [1.0, 0.0, np.nan], equal_nan=True)
-    sex = Target.from_dict({"attribute": "sex", "equals": "male"}, tiny_schema)
-    assert labels(c, sex).tolist() == [1.0, 0.0, 1.0]
-    with pytest.raises(DataError, match="valid: glucose, hba1c"):
-        Target.from_dict({"channel": "ldl", "above": 1}, tiny_schema)
-    first_known = resolve_target([{"condition": "K74.60"}, {"condition": "38341003"}], tiny_schema)
-    assert first_known == Target(condition="38341003")
-    with pytest.raises(DataError, match="'K74.60' is not in schema 'tiny'.*'x' is not an obj"):
-        resolve_target([{"condition": "K74.60"}, "x"], tiny_schema)
-    missing = UtilityEvaluator(AuditInputs(c, c, c, tiny_schema)).evaluate().result()
-    assert missing.status == "not_run" and "names no utility target" in missing.reason
-    none_fits = (
-        UtilityEvaluator(AuditInputs(c, c, c, tiny_schema), target=[{"condition": "K74.60"}])
-        .evaluate()
-        .result()
-    )
-    assert none_fits.status == "not_run"
-    assert none_fits.reason.startswith("no utility target of the policy fits schema 'tiny'")
-    with pytest.raises(DataError, match="'K74.60' is not in schema"):
-        UtilityEvaluator(
-            AuditInputs(c, c, c, tiny_schema), target={"condition": "K74.60"}
-        ).evaluate()
-    r = (
-        UtilityEvaluator(AuditInputs(c, c, c, tiny_schema), target={"condition": "38341003"})
-        .evaluate()
-        .result()
-    )
-    assert r.status == "not_run" and "0 positive" in r.reason
-
-
-# -- subgroups ----------------------------------------------------------------------------------
-def test_subgroup_flag_fires_when_a_group_is_removed(tiny_schema):
-    train = random_cohort(tiny_schema, 200, seed=7, prefix="t")
-    holdout = random_cohort(tiny_schema, 200, seed=9, prefix="h")
-    synth = random_cohort(tiny_schema, 200, seed=8, prefix="s")
-    labels_ = [g.label for g in default_groups(tiny_schema)]
-    assert labels_ == ["sex: female", "sex: male", "age: 18-39", "age: 40-64", "age: 65+"]
-    ok = (
-        SubgroupEvaluator(AuditInputs(train, holdout, synth, tiny_schema), min_group_size=20)
-        .evaluate()
-        .result()
-    )
-    assert ok.metrics["flagged_groups"] == 0
-    men = synth.patients.loc[synth.patients["sex"] == "male", "patient_id"]
-    no_women = synth.subset(men)
-    r = (
-        SubgroupEvaluator(AuditInputs(train, holdout, no_women, tiny_schema), min_group_size=20)
-        .evaluate()
-        .result()
-    )
-    rows = {row["group"]: row for row in r.details["groups"]}
-    assert rows["sex: female"]["n_synthetic"] == 0 and rows["sex: female"]["share_ratio"] == 0.0
-    assert rows["sex: female"]["flags"] == ["under-represented"]
-    assert rows["sex: female"]["n_train"] == int((train.patients["sex"] == "female").sum())
-    assert r.metrics["under_represented_groups"] == 1 and r.metrics["min_share_ratio"] == 0.0
-    assert rows["sex: female"]["events_per_patient_tvd"] is None  # no synthetic woman to compare
-    same = SubgroupEvaluator(AuditInputs(train, holdout, train, tiny_schema)).evaluate().result()
-    for row in same.details["groups"]:  # timelines of a group against themselves: no distance
-        assert row["events_per_patient_tvd"] == 0.0 and row["gap_tvd"] == 0.0, row["group"]
-        assert row["events_per_patient_tvd_baseline"] is not None
-
-
-def test_subgroup_distorted_when_one_group_is_rendered_badly(tiny_schema):
-    train = random_cohort(tiny_schema, 200, seed=7, prefix="t")
-    holdout = random_cohort(tiny_schema, 200, seed=9, prefix="h")
-    synth = random_cohort(tiny_schema, 200, seed=8, prefix="s")
-    women = set(synth.patients.loc[synth.patients["sex"] == "female", "patient_id"])
-    events = synth.events.copy()
-    events.loc[events["patient_id"].isin(women), "value"] = 590.0  # glucose and hba1c clipped
-    bent = Cohort.conform(tiny_schema, synth.patients, events, synth.conditions)[0]
-    r = (
-        SubgroupEvaluator(AuditInputs(train, holdout, bent, tiny_schema), min_group_size=20)
-        .evaluate()
-        .result()
-    )
-    rows = {row["group"]: row for row in r.details["groups"]}
-    assert rows["sex: female"]["flags"] == ["distorted"]
-    assert rows["sex: female"]["tvd_excess"] > 0.1 and rows["sex: male"]["flags"] == []
-    assert r.metrics["distorted_groups"] >= 1 and r.metrics["under_represented_groups"] == 0
 
 
 # -- contract and degenerate inputs -------------------------------------------------------------

@@ -156,7 +156,9 @@ def test_likelihood_attack_finds_a_memorising_model(tmp_path):
     model = tmp_path / "model"
     save_artifact(model / "untrained", vocab=vocab, net=net, training={}, privacy=None)
     tables, encoded = GrammarTables.build(vocab), encode_cohort(vocab, members)
-    fit_nonprivate(net, tables, encoded, epochs=40, batch_size=20, lr=2e-2, shuffle=0.0, seed=0)
+    fit_nonprivate(
+        net, tables, encoded, epochs=40, batch_size=20, lr=2e-2, shuffle=0.0, random_state=0
+    )
     save_artifact(model / "memorised", vocab=vocab, net=net, training={}, privacy=None)
     inputs = AuditInputs(members, others, fresh, attack_schema(), model_dir=model / "memorised")
     r = LikelihoodMembershipAttack(inputs).evaluate().result()

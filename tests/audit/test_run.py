@@ -17,24 +17,13 @@ from medsynth.models.artifact import PRIVACY_FORMAT, model_sha256
 from medsynth.pipeline.audit import run_audit
 from medsynth.schema.load import load_json_schema
 from tests.audit import stub_attack
-from tests.audit.test_fidelity import make_cohort, random_cohort
+from tests.helpers import make_cohort, random_cohort
 
 canonical = pytest.importorskip("medsynth.core.canonical")
 
 TARGET = {"condition": "38341003"}
-COPIES = {
-    "name": "copies",
-    "evaluator": "exact_copies",
-    "metric": "share",
-    "op": "<=",
-    "threshold": 0.05,
-}
-
-
-@pytest.fixture(autouse=True)
-def _exact_copies(monkeypatch):
-    """A small privacy evaluator, so that a report can PASS before the attack modules exist."""
-    stub_attack.register(monkeypatch)
+COPIES = stub_attack.CHECK
+pytestmark = pytest.mark.usefixtures("exact_copies")  # a privacy check that runs
 
 
 def policy_doc(**overrides) -> dict:
@@ -446,6 +435,7 @@ def test_signed_report_verifies(cohorts, tmp_path):
         signing.verify_report(tmp_path / "a")
 
 
+@pytest.mark.slow  # every shipped evaluator on general-adult cohorts, twice
 def test_shipped_default_policy_runs_on_fresh_draws(general_schema, tmp_path):
     pytest.importorskip("medsynth.audit.mia")
     pytest.importorskip("medsynth.audit.reidentification")
@@ -519,6 +509,7 @@ def shipped_fidelity_policy(name: str):
     return parse_policy(doc)
 
 
+@pytest.mark.slow  # the fidelity evaluators on general-adult cohorts, twice per policy
 @pytest.mark.parametrize("name", ["default", "strict"])
 def test_shipped_thresholds_pass_fresh_draws_and_fail_a_lost_group(name, general_schema):
     from medsynth.audit.policy import evaluate_policy, overall_verdict

@@ -13,8 +13,7 @@ from medsynth.cli.audit import audit
 from medsynth.cli.keys import keys
 from medsynth.cli.report_cmd import report
 from tests.audit import stub_attack
-from tests.audit.test_fidelity import random_cohort
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc, random_cohort
 
 CHECK = {
     "name": "shares",
@@ -25,19 +24,8 @@ CHECK = {
 }
 
 
-COPIES = {
-    "name": "copies",
-    "evaluator": "exact_copies",
-    "metric": "share",
-    "op": "<=",
-    "threshold": 0.05,
-}
-
-
-@pytest.fixture(autouse=True)
-def _exact_copies(monkeypatch):
-    """A small privacy evaluator, so that an audit can PASS without the attack modules."""
-    stub_attack.register(monkeypatch)
+COPIES = stub_attack.CHECK
+pytestmark = pytest.mark.usefixtures("exact_copies")  # a privacy check that runs
 
 
 def group() -> MedsynthGroup:

@@ -10,24 +10,15 @@ from click.testing import CliRunner
 
 from medsynth.cli.budget import budget, dataset_fingerprint
 from medsynth.errors import BudgetError, DataError
-from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.ledger import Ledger
+from tests.helpers import privacy_record
 
 FP = "0123456789abcdef" * 4
 
 
-def record(epsilon: float) -> PrivacyRecord:
-    return PrivacyRecord(
-        accountant="prv",
-        sample_rate=0.1,
-        noise_multiplier=1.5,
-        max_grad_norm=1.0,
-        steps=50,
-        delta=1e-6,
-        epsilon=epsilon,
-        target_epsilon=epsilon,
-        opacus_version="1.6.0",
-    )
+def record(epsilon: float):
+    """A PRV-accounted release (sigma 1.5) charging ``epsilon``."""
+    return privacy_record(epsilon, 1e-6, accountant="prv", noise_multiplier=1.5)
 
 
 def run(*args: str):

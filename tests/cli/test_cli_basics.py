@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from medsynth.cli import cli
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 
 def _all_commands(group: click.Group, prefix=()):

@@ -224,7 +224,7 @@ def test_a_bundle_entry_nested_100000_deep_reads_in_bounded_memory(tmp_path):
         import json, tracemalloc
         from medsynth.fhir.read import read_fhir
         from medsynth.schema import parse_schema
-        from tests.conftest import minimal_doc
+        from tests.helpers import minimal_doc
         schema = parse_schema(minimal_doc())
         tracemalloc.start()
         result = read_fhir([{str(path)!r}], schema)

@@ -60,7 +60,7 @@ from medsynth.fhir.read_sources import (
 )
 from medsynth.schema import parse_schema
 from medsynth.schema.model import ICD10CM as ICD10
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLE = FIXTURES / "transaction_bundle.json"

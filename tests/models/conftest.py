@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from medsynth.cohort import Cohort
+from medsynth.encoding.decode import SampledPatients
 from medsynth.encoding.encode import encode_cohort
-from medsynth.encoding.vocabulary import build_vocabulary
+from medsynth.encoding.vocabulary import VALUE, build_vocabulary
 from medsynth.models.artifact import build_network, save_artifact
 from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, fit_nonprivate, make_batch
@@ -22,7 +23,7 @@ from medsynth.models.sampler import sample_batch
 from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
-from tests.conftest import new_ledger
+from tests.helpers import new_ledger
 
 MARKER_ID = "zz-marker-patient-q7"
 MARKER_VALUE = 577.0  # glucose, planted once; 577.0 and "zz-marker" must not reach the artifact
@@ -132,22 +133,34 @@ def small_cohort(small):
     return with_marker(simulate(small, 800, random_state=1))
 
 
-@pytest.fixture(scope="session")
-def trained(small_cohort, tmp_path_factory):
-    """One model at a large epsilon (no pretraining), shared by several test files."""
-    root = tmp_path_factory.mktemp("trained")
+def train_large_epsilon(cohort: Cohort, root, epochs: int):
+    """``(artifact, ledger)``: ``fast_config`` trained at a large epsilon for ``epochs`` epochs."""
     ledger = new_ledger(root / "ledger.jsonl")
     path = train(
-        small_cohort,
+        cohort,
         epsilon=LARGE_EPSILON,
         delta=1e-5,
         out=root / "model",
         ledger=ledger,
-        config=fast_config(),
+        config=fast_config(epochs=epochs),
         progress=False,
         random_state=0,
     )
     return path, ledger
+
+
+@pytest.fixture(scope="session")
+def trained(small_cohort, tmp_path_factory):
+    """A model at a large epsilon after 4 epochs (16 DP-SGD steps, no pretraining), shared by
+    several test files: for what training records and how sampling behaves, not for how well
+    the model learned (that is :func:`trained_well`)."""
+    return train_large_epsilon(small_cohort, tmp_path_factory.mktemp("trained"), epochs=4)
+
+
+@pytest.fixture(scope="session")
+def trained_well(small_cohort, tmp_path_factory):
+    """The same after 40 epochs (160 steps): for the slow test of what the model learned."""
+    return train_large_epsilon(small_cohort, tmp_path_factory.mktemp("trained-well"), epochs=40)
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +200,7 @@ def fit_quickly(
         batch_size=batch_size,
         lr=1e-2,
         shuffle=shuffle,
-        seed=0,
+        random_state=0,
     )
     return vocab, net
 
@@ -270,3 +283,23 @@ def simulated_batch(vocab, n: int = 5):
     enc = encode_cohort(vocab, simulate(vocab.schema, n, random_state=0))
     tokens, times = torch.from_numpy(enc.tokens), torch.from_numpy(enc.times)
     return make_batch(GrammarTables.build(vocab), tokens, times)
+
+
+def as_sampled(vocab, enc) -> SampledPatients:
+    """Encoded patients in the sampler's output form (prefix tokens and value events), so that
+    ``decode_patients`` can be checked against the encoder."""
+    rows, times, chans, bins = [], [], [], []
+    for r, (seq, ts, length) in enumerate(zip(enc.tokens, enc.times, enc.lengths, strict=True)):
+        for tok, t in zip(seq[:length], ts[:length], strict=True):
+            if vocab.token_kind[tok] == VALUE:
+                rows.append(r)
+                times.append(float(t))
+                chans.append(vocab.token_channel[tok])
+                bins.append(vocab.token_bin[tok])
+    return SampledPatients(
+        prefix=enc.tokens[:, 1 : 1 + vocab.n_prefix].astype(np.int64),
+        event_row=np.array(rows),
+        event_time=np.array(times),
+        event_channel=np.array(chans),
+        event_bin=np.array(bins),
+    )

@@ -11,7 +11,7 @@ import torch
 from medsynth.models.artifact import load_model
 from medsynth.pipeline.generate import generate_cohort
 from medsynth.pipeline.train import train
-from tests.conftest import new_ledger
+from tests.helpers import new_ledger
 from tests.models.conftest import LARGE_EPSILON, fast_config
 
 pytestmark = [

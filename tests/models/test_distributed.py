@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from medsynth.simulate import simulate
-from tests.conftest import new_ledger
+from tests.helpers import new_ledger
 from tests.models.conftest import small_schema
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.

@@ -10,19 +10,19 @@ from hypothesis import strategies as st
 
 from medsynth.cohort import Cohort
 from medsynth.encoding.bins import digitize, equal_edges, gap_edges, sample_in_bins, value_edges
-from medsynth.encoding.decode import SampledPatients, decode_patients
+from medsynth.encoding.decode import decode_patients
 from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import (
     BOS,
     EOS,
     GAP,
     PAD,
-    VALUE,
     build_vocabulary,
 )
 from medsynth.errors import DataError
 from medsynth.models.conditions import parse_condition_text, resolve_conditions
 from medsynth.simulate import simulate
+from tests.models.conftest import as_sampled
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +100,7 @@ def test_encode_decode_round_trip_is_exact(general_cohort):
     """Decoding the encoded cohort and encoding it again gives the same tokens."""
     vocab = build_vocabulary(general_cohort.schema)
     enc = encode_cohort(vocab, general_cohort)
-    rows, times, chans, bins = [], [], [], []
-    for r, (seq, ts) in enumerate(zip(enc.tokens, enc.times, strict=True)):
-        for tok, t in zip(seq, ts, strict=True):
-            if vocab.token_kind[tok] == VALUE:
-                rows.append(r)
-                times.append(float(t))
-                chans.append(vocab.token_channel[tok])
-                bins.append(vocab.token_bin[tok])
-    sampled = SampledPatients(
-        prefix=enc.tokens[:, 1 : 1 + vocab.n_prefix].astype(np.int64),
-        event_row=np.array(rows),
-        event_time=np.array(times),
-        event_channel=np.array(chans),
-        event_bin=np.array(bins),
-    )
+    sampled = as_sampled(vocab, enc)
     decoded = decode_patients(vocab, sampled, general_cohort.patient_ids, np.random.default_rng(0))
     again = encode_cohort(vocab, decoded)
     kinds = vocab.token_kind[enc.tokens]

@@ -13,7 +13,7 @@ from medsynth.fhir.validate import validate_output
 from medsynth.models.artifact import load_model
 from medsynth.pipeline.generate import generate, generate_cohort
 from medsynth.pipeline.train import train
-from tests.conftest import new_ledger
+from tests.helpers import new_ledger
 from tests.models.conftest import cohort_stats, fast_config
 
 # The accounting and ledger modules are built alongside; until they land these tests skip.
@@ -50,6 +50,7 @@ def test_conditional_sampling_honours_the_condition(trained):
     assert diabetic == set(cohort.patient_ids)
 
 
+@pytest.mark.slow  # fits a network for 375 steps
 def test_conditioning_shifts_the_unfixed_attributes(fitted, small_cohort):
     """Fixed slots come first, so the rest is drawn given them (hypertension <-> age).
 
@@ -67,13 +68,14 @@ def test_conditioning_shifts_the_unfixed_attributes(fitted, small_cohort):
     assert real_gap > 10 and gap > real_gap / 2, (real_gap, gap)
 
 
-def test_utility_large_epsilon_beats_tiny_epsilon(trained, small_cohort, tmp_path):
+@pytest.mark.slow  # trains for 160 DP-SGD steps, then a second model
+def test_utility_large_epsilon_beats_tiny_epsilon(trained_well, small_cohort, tmp_path):
     """Tolerances: shares within 0.1, mean systolic within 8 mmHg, events per patient within
     1, the age <-> systolic correlation of the right sign; a model at epsilon 0.01 (GDP
     accounting: the only Opacus accountant that reaches so small a target at this schedule)
     misses by far more."""
     real = cohort_stats(small_cohort)
-    good = cohort_stats(generate_cohort(trained[0], 800, random_state=0, device="cpu"))
+    good = cohort_stats(generate_cohort(trained_well[0], 800, random_state=0, device="cpu"))
     tiny = train(
         small_cohort,
         epsilon=0.01,

@@ -18,8 +18,8 @@ from medsynth.pipeline.generate import generate_cohort
 from medsynth.pipeline.train import train
 from medsynth.schema import load_schema, parse_schema
 from medsynth.simulate import simulate
-from tests.conftest import new_ledger
-from tests.models.conftest import TINY_NET, fast_config, sample_unconditioned
+from tests.helpers import new_ledger
+from tests.models.conftest import TINY_NET, as_sampled, fast_config, sample_unconditioned
 
 GROUP = ("glucose", "hba1c")
 
@@ -118,24 +118,12 @@ def test_encode_decode_round_trip_with_groups(schema, cohort):
     assert_whole_groups(cohort)
     vocab = build_vocabulary(schema)
     enc = encode_cohort(vocab, cohort)
-    rows, times, chans, bins = [], [], [], []
-    for r, (seq, ts, length) in enumerate(zip(enc.tokens, enc.times, enc.lengths, strict=True)):
+    for seq, length in zip(enc.tokens, enc.lengths, strict=True):
         seq = seq[:length]
         assert all(vocab.follow_mask[a, b] for a, b in zip(seq[:-1], seq[1:], strict=True))
-        for tok, t in zip(seq, ts, strict=False):
-            if vocab.token_kind[tok] == VALUE:
-                rows.append(r)
-                times.append(float(t))
-                chans.append(vocab.token_channel[tok])
-                bins.append(vocab.token_bin[tok])
-    sampled = SampledPatients(
-        prefix=enc.tokens[:, 1 : 1 + vocab.n_prefix].astype(np.int64),
-        event_row=np.array(rows),
-        event_time=np.array(times),
-        event_channel=np.array(chans),
-        event_bin=np.array(bins),
+    decoded = decode_patients(
+        vocab, as_sampled(vocab, enc), cohort.patient_ids, np.random.default_rng(0)
     )
-    decoded = decode_patients(vocab, sampled, cohort.patient_ids, np.random.default_rng(0))
     again = encode_cohort(vocab, decoded)
     kinds = vocab.token_kind[enc.tokens]
     np.testing.assert_array_equal(again.tokens[kinds != GAP], enc.tokens[kinds != GAP])

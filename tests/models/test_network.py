@@ -13,12 +13,10 @@ from medsynth.encoding.encode import encode_cohort
 from medsynth.encoding.vocabulary import build_vocabulary
 from medsynth.errors import DataError
 from medsynth.models.artifact import build_network, load_model, save_artifact
-from medsynth.models.conditions import resolve_conditions
 from medsynth.models.fit import GrammarTables, make_batch, sequence_log_likelihood
 from medsynth.models.network import NetworkConfig, latest_values
-from medsynth.models.sampler import sample_batch
 from medsynth.simulate import simulate
-from tests.models.conftest import TINY_NET, step_through
+from tests.models.conftest import TINY_NET, sample_unconditioned, step_through
 
 
 def test_cached_steps_equal_the_full_forward_pass(small):
@@ -58,15 +56,7 @@ def test_sampler_respects_limits_and_horizon(small):
     vocab = build_vocabulary(small)
     torch.manual_seed(3)
     net = build_network(vocab, TINY_NET)  # untrained: any sequence the grammar allows
-    out = sample_batch(
-        net,
-        vocab,
-        200,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        device=torch.device("cpu"),
-    )
+    out = sample_unconditioned(net, vocab, 200, seed=0)
     limits = small.limits
     per_channel = np.zeros((200, len(small.channels)), dtype=int)
     np.add.at(per_channel, (out.event_row, out.event_channel), 1)

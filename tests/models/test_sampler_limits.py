@@ -9,8 +9,6 @@ import torch
 
 from medsynth.encoding.vocabulary import EOS, build_vocabulary
 from medsynth.models.artifact import build_network
-from medsynth.models.conditions import resolve_conditions
-from medsynth.models.sampler import sample_batch
 from medsynth.schema import parse_schema
 from tests.models.conftest import TINY_NET, sample_unconditioned, small_schema
 
@@ -21,15 +19,7 @@ def test_untrained_sampler_never_exceeds_max_conditions():
     vocab = build_vocabulary(parse_schema(doc))
     torch.manual_seed(0)
     net = build_network(vocab, TINY_NET)
-    sampled = sample_batch(
-        net,
-        vocab,
-        400,
-        plan=resolve_conditions(vocab, None),
-        generator=torch.Generator().manual_seed(1),
-        rng=np.random.default_rng(1),
-        device=torch.device("cpu"),
-    )
+    sampled = sample_unconditioned(net, vocab, 400, seed=1)
     cond = [j for j, s in enumerate(vocab.slots) if s.kind == "condition"]
     absent = np.array([vocab.slots[j].first for j in cond])
     present = (sampled.prefix[:, cond] != absent).sum(axis=1)

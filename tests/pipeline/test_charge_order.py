@@ -14,7 +14,7 @@ import pytest
 
 from medsynth.privacy.ledger import Ledger
 from medsynth.simulate import simulate
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 # Each kill point: (module attribute to wrap, how many calls pass before the process is killed).
 KILL_POINTS = {

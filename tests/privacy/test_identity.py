@@ -17,7 +17,7 @@ from medsynth.privacy.identity import Overlap, identity_keys, recognise
 from medsynth.privacy.ledger import Ledger
 from medsynth.schema import parse_schema
 from medsynth.simulate import simulate
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 
 def record(epsilon: float = 1.0) -> PrivacyRecord:

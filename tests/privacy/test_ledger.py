@@ -11,25 +11,11 @@ import pytest
 
 from medsynth.core.canonical import canonical_json
 from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
-from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.ledger import DEFAULT_CAP, GENESIS, Ledger, default_ledger_path
+from tests.helpers import privacy_record
 
 DATA = "a" * 64
 OTHER = "b" * 64
-
-
-def record(epsilon: float, delta: float = 1e-5) -> PrivacyRecord:
-    return PrivacyRecord(
-        accountant="rdp",
-        sample_rate=0.05,
-        noise_multiplier=2.0,
-        max_grad_norm=1.0,
-        steps=100,
-        delta=delta,
-        epsilon=epsilon,
-        target_epsilon=epsilon,
-        opacus_version="1.6.0",
-    )
 
 
 @pytest.fixture()
@@ -57,9 +43,9 @@ def test_a_ledger_is_only_created_on_request(tmp_path):
 def test_cap_charge_spent_and_summary(book):
     assert book.cap(DATA) == DEFAULT_CAP and book.summary(DATA).cap_is_default
     book.set_cap(DATA, 3.0, label="ethics board 2026-04")
-    book.charge(DATA, record(1.0, 1e-5), label="run 1")
-    book.charge(DATA, record(0.5, 1e-6))
-    book.charge(OTHER, record(7.0))
+    book.charge(DATA, privacy_record(1.0, 1e-5), label="run 1")
+    book.charge(DATA, privacy_record(0.5, 1e-6))
+    book.charge(OTHER, privacy_record(7.0))
     s = book.summary(DATA)
     assert (s.cap, s.spent_epsilon, s.charges, s.remaining) == (3.0, 1.5, 2, 1.5)
     assert s.spent_delta == pytest.approx(1.1e-5, rel=1e-12)
@@ -72,10 +58,10 @@ def test_cap_charge_spent_and_summary(book):
 
 def test_over_cap_refused_with_requested_spent_and_cap(book):
     book.set_cap(DATA, 2.0)
-    book.charge(DATA, record(1.5))
+    book.charge(DATA, privacy_record(1.5))
     before = book.path.read_bytes()
     with pytest.raises(BudgetError) as info:
-        book.charge(DATA, record(0.75))
+        book.charge(DATA, privacy_record(0.75))
     message = str(info.value)
     assert "requested epsilon 0.75" in message
     assert "spent 1.5" in message and "cap 2" in message and "0.5 left" in message
@@ -84,31 +70,31 @@ def test_over_cap_refused_with_requested_spent_and_cap(book):
     with pytest.raises(BudgetError):
         book.check(DATA, 0.75)
     book.check(DATA, 0.5)
-    book.charge(DATA, record(0.5))  # exactly up to the cap is allowed
+    book.charge(DATA, privacy_record(0.5))  # exactly up to the cap is allowed
     assert book.spent(DATA) == 2.0
 
 
 def test_floating_sums_up_to_the_cap_are_allowed(book):
     book.set_cap(DATA, 0.3)
-    book.charge(DATA, record(0.1))
-    book.charge(DATA, record(0.2))  # 0.1 + 0.2 = 0.30000000000000004
+    book.charge(DATA, privacy_record(0.1))
+    book.charge(DATA, privacy_record(0.2))  # 0.1 + 0.2 = 0.30000000000000004
     with pytest.raises(BudgetError):
-        book.charge(DATA, record(1e-3))
+        book.charge(DATA, privacy_record(1e-3))
 
 
 def test_latest_cap_is_in_force(book):
     book.set_cap(DATA, 1.0)
-    book.charge(DATA, record(1.0))
+    book.charge(DATA, privacy_record(1.0))
     with pytest.raises(BudgetError):
-        book.charge(DATA, record(0.5))
+        book.charge(DATA, privacy_record(0.5))
     book.set_cap(DATA, 2.0)
-    book.charge(DATA, record(0.5))
+    book.charge(DATA, privacy_record(0.5))
     assert book.summary(DATA).remaining == 0.5
 
 
 def test_bad_inputs_are_refused(book):
     with pytest.raises(MedsynthError, match="fingerprint"):
-        book.charge("", record(1.0))
+        book.charge("", privacy_record(1.0))
     before = book.path.read_bytes()
     with pytest.raises(MedsynthError, match="cap epsilon"):
         book.set_cap(DATA, 0)
@@ -116,7 +102,7 @@ def test_bad_inputs_are_refused(book):
 
 
 def test_attach_artifact(book):
-    charge = book.charge(DATA, record(1.0))
+    charge = book.charge(DATA, privacy_record(1.0))
     event = book.attach_artifact(charge.id, "c" * 64)
     assert (event.type, event.dataset) == ("artifact", DATA)
     assert event.payload == {"charge_id": charge.id, "model_sha256": "c" * 64}
@@ -131,7 +117,7 @@ def test_attach_artifact(book):
 
 def test_lines_are_canonical_and_hash_chained(book):
     book.set_cap(DATA, 5.0)
-    book.charge(DATA, record(1.0))
+    book.charge(DATA, privacy_record(1.0))
     lines = book.path.read_bytes().splitlines()
     prev = GENESIS
     for line in lines:
@@ -148,7 +134,7 @@ def test_lines_are_canonical_and_hash_chained(book):
 def filled(book: Ledger) -> bytes:
     book.set_cap(DATA, 10.0)
     for eps in (1.0, 2.0, 1.5):
-        book.charge(DATA, record(eps))
+        book.charge(DATA, privacy_record(eps))
     return book.path.read_bytes()
 
 
@@ -186,7 +172,7 @@ def test_damage_is_detected_never_repaired(book, name, damage, match):
         with pytest.raises(LedgerIntegrityError, match=match):
             read()
     with pytest.raises(LedgerIntegrityError) as info:
-        book.charge(DATA, record(0.1))
+        book.charge(DATA, privacy_record(0.1))
     assert info.value.exit_code == 3
     assert book.path.read_bytes() == damaged  # neither repaired nor appended to
 
@@ -210,7 +196,7 @@ def _charge_many(path: str, n: int, results) -> None:
     ok = 0
     for _ in range(n):
         try:
-            book.charge(DATA, record(1.0))
+            book.charge(DATA, privacy_record(1.0))
             ok += 1
         except BudgetError:
             pass

@@ -6,7 +6,7 @@ import pytest
 
 from medsynth.errors import SchemaError
 from medsynth.schema import MeasurementGroup, load_schema, parse_schema
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 
 def _doc_with(groups, extra_channel: bool = True):

@@ -8,7 +8,7 @@ import pytest
 
 from medsynth.errors import SchemaError
 from medsynth.schema import load_schema, parse_schema, schemas_dir, shipped_schemas
-from tests.conftest import minimal_doc
+from tests.helpers import minimal_doc
 
 
 def test_shipped_schemas_load(general_schema, liver_schema):
