@@ -28,6 +28,10 @@ from medsynth.cohort import Cohort, ConformanceReport, Source
 from medsynth.errors import MedsynthError
 from medsynth.schema import DatasetSchema, load_schema
 
+# ``simulate`` is also the name of a submodule: importing the function here, with the package,
+# keeps ``medsynth.simulate`` the function whatever is imported later.
+from medsynth.simulate import simulate  # noqa: E402
+
 if TYPE_CHECKING:
     from medsynth.audit.base import AuditInputs
     from medsynth.audit.policy import load_policy
@@ -40,7 +44,6 @@ if TYPE_CHECKING:
     from medsynth.privacy.accounting import PrivacyRecord
     from medsynth.privacy.ledger import Ledger
     from medsynth.report.signing import verify_report
-    from medsynth.simulate import simulate
 
 try:
     __version__ = version("medsynth")
@@ -59,7 +62,6 @@ _LAZY = {
     "load_policy": "medsynth.audit.policy",
     "read_fhir": "medsynth.fhir.read",
     "run_audit": "medsynth.pipeline.audit",
-    "simulate": "medsynth.simulate",
     "verify_report": "medsynth.report.signing",
     "write_fhir": "medsynth.fhir.write",
 }

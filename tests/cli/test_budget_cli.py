@@ -130,12 +130,13 @@ def test_dataset_given_as_cohort_folder_or_fhir_files(tmp_path, general_schema):
     assert Ledger(ledger).cap(ingested.source.fingerprint) == 1.0
 
 
-def test_unknown_dataset_is_a_usage_error(tmp_path):
+def test_unknown_dataset_is_a_usage_error(ledger):
     with pytest.raises(DataError, match="neither"):
         dataset_fingerprint("not-a-path-nor-hex")
-    result = run("cap", "nope", "--epsilon", "1", "--ledger", str(tmp_path / "l.jsonl"))
+    before = ledger.read_bytes()
+    result = run("cap", "nope", "--epsilon", "1", "--ledger", str(ledger))
     assert result.exit_code == 1 and "neither" in result.output
-    assert not (tmp_path / "l.jsonl").exists()
+    assert ledger.read_bytes() == before
 
 
 def test_every_command_has_help():

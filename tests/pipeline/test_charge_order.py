@@ -132,6 +132,6 @@ def test_a_finished_run_is_charged_settled_and_published_once(cohort_dir, tmp_pa
         progress=False,
     )
     types = [e.type for e in ledger.events()]
-    assert types == ["init", "charge", "artifact"]
+    assert types == ["init", "dataset", "charge", "artifact"]  # patients registered, charged
     assert ledger.events()[-1].model_sha256 == model_sha256(out)
     assert json.loads((out / "privacy.json").read_text())["model_sha256"] == model_sha256(out)
