@@ -7,11 +7,11 @@ result with membership-inference, attribute-disclosure and re-identification att
 
 The public API, pandas or FHIR in and out::
 
-    from medsynth import Ledger, Synthesizer, load_schema, read_fhir, simulate
+    from medsynth import Ledger, Synthesizer, load_schema, read_fhir
 
     schema = load_schema("general-adult")
-    real = simulate(schema, 500, random_state=1)          # or read_fhir(["export/"], schema).cohort
-    synth = Synthesizer(epsilon=3.0, ledger=Ledger("ledger.jsonl")).fit(real)
+    real = read_fhir(["export/"], schema).cohort           # or medsynth.simulate.simulate(...)
+    synth = Synthesizer(epsilon=3.0, ledger=Ledger.create("ledger.jsonl")).fit(real)
     fake = synth.sample(1000)                              # fake.patients, fake.events: DataFrames
     synth.sample_fhir(1000, "synthetic-fhir/")             # bulk ndjson with a manifest
 
@@ -27,10 +27,6 @@ from typing import TYPE_CHECKING, Any
 from medsynth.cohort import Cohort, ConformanceReport, Source
 from medsynth.errors import MedsynthError
 from medsynth.schema import DatasetSchema, load_schema
-
-# ``simulate`` is also the name of a submodule: importing the function here, with the package,
-# keeps ``medsynth.simulate`` the function whatever is imported later.
-from medsynth.simulate import simulate  # noqa: E402
 
 if TYPE_CHECKING:
     from medsynth.audit.base import AuditInputs
@@ -97,7 +93,6 @@ __all__ = [
     "load_schema",
     "read_fhir",
     "run_audit",
-    "simulate",
     "verify_report",
     "write_fhir",
 ]

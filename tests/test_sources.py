@@ -29,7 +29,7 @@ def written(cohort, tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     cohort.save(root / "cohort")
     write_tables(cohort, root / "tables")
-    write_fhir(cohort, root / "fhir", seed=1)
+    write_fhir(cohort, root / "fhir", random_state=1)
     return root
 
 

@@ -8,7 +8,8 @@ charges exactly the ledger the caller named, and nothing is written anywhere els
 model folder (``out``, or a temporary folder that :meth:`Synthesizer.save` copies).
 
 Example:
-    >>> from medsynth import Ledger, Synthesizer, load_schema, simulate  # doctest: +SKIP
+    >>> from medsynth import Ledger, Synthesizer, load_schema  # doctest: +SKIP
+    >>> from medsynth.simulate import simulate  # doctest: +SKIP
     >>> real = simulate(load_schema("general-adult"), 500, random_state=1)  # doctest: +SKIP
     >>> synth = Synthesizer(epsilon=3.0, ledger=Ledger("ledger.jsonl")).fit(real)  # doctest: +SKIP
     >>> fake = synth.sample(1000, conditions={"sex": "female"})  # doctest: +SKIP

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 import medsynth
@@ -18,8 +16,6 @@ def test_public_names_are_curated_and_lazy():
 
     assert {"Synthesizer", "Cohort", "Ledger", "read_fhir", "run_audit"} <= set(medsynth.__all__)
     assert medsynth.Synthesizer is Synthesizer
-    importlib.import_module("medsynth.simulate")  # the submodule of the same name
-    assert callable(medsynth.simulate)  # still the function
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         medsynth.nope  # noqa: B018
     code = "import sys, medsynth; print('torch' in sys.modules)"
