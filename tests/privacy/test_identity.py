@@ -12,26 +12,11 @@ import pytest
 
 from medsynth.cohort import Cohort
 from medsynth.errors import BudgetError
-from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.identity import Overlap, identity_keys, recognise
 from medsynth.privacy.ledger import Ledger
 from medsynth.schema import parse_schema
 from medsynth.simulate import simulate
-from tests.helpers import minimal_doc
-
-
-def record(epsilon: float = 1.0) -> PrivacyRecord:
-    return PrivacyRecord(
-        accountant="rdp",
-        sample_rate=0.1,
-        noise_multiplier=2.0,
-        max_grad_norm=1.0,
-        steps=50,
-        delta=1e-5,
-        epsilon=epsilon,
-        target_epsilon=epsilon,
-        opacus_version="1.6.0",
-    )
+from tests.helpers import minimal_doc, privacy_record
 
 
 @pytest.fixture()
@@ -46,7 +31,7 @@ def book(tmp_path) -> Ledger:
 
 def charge(book: Ledger, cohort: Cohort, name: str | None = None):
     name = name or cohort.source.budget_name
-    return book.charge(name, record(), patients=cohort.patient_ids)
+    return book.charge(name, privacy_record(1.0), patients=cohort.patient_ids)
 
 
 def test_keys_are_keyed_short_and_hide_the_ids(cohort, book):

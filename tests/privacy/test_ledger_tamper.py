@@ -13,25 +13,11 @@ import pytest
 
 from medsynth.core.canonical import canonical_json
 from medsynth.errors import LedgerIntegrityError
-from medsynth.privacy.accounting import PrivacyRecord
 from medsynth.privacy.installation import mac
 from medsynth.privacy.ledger import Ledger
+from tests.helpers import privacy_record
 
 DATA = "a" * 64
-
-
-def record(epsilon: float) -> PrivacyRecord:
-    return PrivacyRecord(
-        accountant="rdp",
-        sample_rate=0.01,
-        noise_multiplier=2.0,
-        max_grad_norm=1.0,
-        steps=100,
-        delta=1e-5,
-        epsilon=epsilon,
-        target_epsilon=epsilon,
-        opacus_version="1.6.0",
-    )
 
 
 def lines(book: Ledger) -> list[bytes]:
@@ -158,7 +144,7 @@ def book(tmp_path: Path) -> Ledger:
     book = Ledger.create(tmp_path / "ledger.jsonl")
     book.set_cap(DATA, 10.0, label="board")
     for eps in (2.0, 1.5, 3.0):
-        book.charge(DATA, record(eps))
+        book.charge(DATA, privacy_record(eps))
     return book
 
 
@@ -173,7 +159,7 @@ def test_damage_is_refused(book, case):
         assert info.value.exit_code == 3
     before = book.path.read_bytes() if book.path.exists() else None
     with pytest.raises(LedgerIntegrityError):
-        book.charge(DATA, record(0.1))
+        book.charge(DATA, privacy_record(0.1))
     after = book.path.read_bytes() if book.path.exists() else None
     assert after == before  # nothing appended to a damaged ledger
 
@@ -200,10 +186,10 @@ def test_a_head_of_another_ledger_is_refused(book, tmp_path):
 
 def test_a_run_stopped_between_its_line_and_its_head_is_read_whole(book):
     head = book.head_path.read_bytes()
-    book.charge(DATA, record(0.5))
+    book.charge(DATA, privacy_record(0.5))
     book.head_path.write_bytes(head)  # the head as it was before the last append
     assert book.verify() == 6 and book.spent(DATA) == 7.0
-    book.charge(DATA, record(0.25))  # the next append seals the head again
+    book.charge(DATA, privacy_record(0.25))  # the next append seals the head again
     assert json.loads(book.head_path.read_bytes())["events"] == 7
 
 
