@@ -22,7 +22,12 @@ Oprisanu and Troncoso 2022; the predicate and linking procedures below are this 
   the nearest synthetic neighbours of the two views coincide.
 * :class:`RecordMatches`: the share of synthetic records that are exact copies, or near copies
   (closer than the ``near_quantile`` of real-to-real closest distances), of a training record,
-  beside the same share for holdout records.
+  beside the same share for holdout records; and the exact copies of *distinctive* records
+  (whose content occurs once among the training and holdout records together) beyond what
+  chance puts on the training side (:func:`medsynth.audit.stats.copies_beyond_chance`). A
+  sparse record (no events, common attributes) is shared by many real patients and is matched
+  by chance as often as not; a distinctive one that reappears verbatim, on the training side
+  only, more often than a coin allows, was copied.
 * :class:`DcrShare`: the share of synthetic records whose closest real record is a training
   rather than a holdout patient; 0.5 when the generator did not favour its training data.
 """
@@ -46,10 +51,14 @@ from medsynth.audit.features import (
     split_blocks,
 )
 from medsynth.audit.fidelity import patient_levels
-from medsynth.audit.stats import difference_estimate, proportion_estimate
+from medsynth.audit.stats import (
+    copies_beyond_chance,
+    difference_estimate,
+    proportion_estimate,
+)
 from medsynth.errors import DataError
 
-__all__ = ["DcrShare", "Linkability", "RecordMatches", "SinglingOut"]
+__all__ = ["DcrShare", "Linkability", "RecordMatches", "SinglingOut", "distinctive_matches"]
 
 MIN_TARGETS = 10
 HISTOGRAM_BINS = 20
@@ -328,9 +337,39 @@ class _DistanceAttack(_ControlledAttack):
         }
 
 
+def distinctive_matches(
+    synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray
+) -> dict[str, int]:
+    """Distinct synthetic records equal to a real record, by how often that content occurs
+    among the real records (``row_keys`` of each cohort's features).
+
+    Returns:
+        ``train`` / ``holdout``: distinct synthetic records equal to a *distinctive* real
+        record, one whose content occurs exactly once among the training and holdout records
+        together, on the training / holdout side; ``common``: distinct synthetic records equal
+        to a content two or more real records share; ``synthetic_equal_to_train``: synthetic
+        records (duplicates counted) equal to some training record.
+    """
+    from collections import Counter
+
+    real = Counter(train.tolist()) + Counter(holdout.tolist())
+    in_train = set(train.tolist())
+    distinct = set(synthetic.tolist())
+    once = [key for key in distinct if real[key] == 1]
+    return {
+        "train": sum(key in in_train for key in once),
+        "holdout": sum(key not in in_train for key in once),
+        "common": sum(real[key] > 1 for key in distinct),
+        "synthetic_equal_to_train": int(sum(key in in_train for key in synthetic.tolist())),
+    }
+
+
 class RecordMatches(_DistanceAttack):
     """Exact and near-duplicate copies of real records among the synthetic records, training
-    against holdout (whole records, time series included).
+    against holdout (whole records, time series included), and the exact copies of distinctive
+    training records beyond chance (``distinctive_copies``: training and holdout patients up
+    to ``max_targets`` each, not cut to equal numbers; the chance of the training side is the
+    training share of those real records).
 
     Args:
         inputs: the audit inputs.
@@ -371,6 +410,16 @@ class RecordMatches(_DistanceAttack):
         near_h = int(((d["holdout"] <= tau) | d["exact_holdout"]).sum())
         params["near_distance"] = tau
         edges = _distance_edges(d["train"], d["holdout"], d["real"])
+        rng = np.random.default_rng(self.inputs.random_state)
+        rows_t = sample_rows(self.inputs.train.n_patients, self.max_targets, rng)
+        rows_h = sample_rows(self.inputs.holdout.n_patients, self.max_targets, rng)
+        p_train = len(rows_t) / (len(rows_t) + len(rows_h))
+        found = distinctive_matches(
+            row_keys(patient_features(self.inputs.synthetic).values),
+            row_keys(patient_features(self.inputs.train).values[rows_t]),
+            row_keys(patient_features(self.inputs.holdout).values[rows_h]),
+        )
+        copies = copies_beyond_chance(found["train"], found["holdout"], p_train, self.confidence)
         return self._result(
             {
                 "exact_match_rate": proportion_estimate(exact_t, n, self.confidence),
@@ -378,15 +427,26 @@ class RecordMatches(_DistanceAttack):
                 "risk": difference_estimate(near_t, n, near_h, n, self.confidence),
                 "exact_matches": exact_t,
                 "synthetic_records": n,
+                "distinctive_copies": copies,
+                "distinctive_matches": found["train"],
             },
             {
                 "exact_match_rate": exact_h / n,
                 "near_match_rate": near_h / n,
                 "risk": 0.0,
                 "exact_matches": exact_h,
+                "distinctive_copies": 0.0,
+                "distinctive_matches": found["holdout"] * p_train / (1 - p_train),
             },
             params,
             {
+                "distinctive": {
+                    "matches_train": found["train"],
+                    "matches_holdout": found["holdout"],
+                    "matches_common": found["common"],
+                    "training_share": p_train,
+                    "synthetic_equal_to_train": found["synthetic_equal_to_train"],
+                },
                 "distance_histogram": {
                     "edges": edges.tolist(),
                     "synthetic_to_train": histogram(d["train"], edges),

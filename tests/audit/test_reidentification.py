@@ -71,6 +71,20 @@ def test_record_matches():
         RecordMatches(fresh_inputs(), near_quantile=1.5).evaluate()
 
 
+def test_distinctive_copies():
+    """A copy of 150 distinctive training records is 150 copies, at least 140 beyond chance;
+    fresh patients have no distinctive record in common with the real ones."""
+    copied = RecordMatches(copy_inputs()).evaluate().result()
+    copies = copied.metrics["distinctive_copies"]
+    assert copies.value == 150 and copies.ci_low > 140 and copies.ci_high == 150
+    assert copied.metrics["distinctive_matches"] == 150
+    assert copied.details["distinctive"]["matches_holdout"] == 0
+    assert copied.details["distinctive"]["training_share"] == 0.5
+    fresh = RecordMatches(fresh_inputs()).evaluate().result()
+    assert fresh.metrics["distinctive_copies"].ci_high == 0.0
+    assert fresh.baseline["distinctive_copies"] == 0.0
+
+
 def test_dcr_share():
     copied = DcrShare(copy_inputs()).evaluate().result()
     assert copied.metrics["share"].value == 1.0 and copied.metrics["dcr_train_median"] == 0.0
