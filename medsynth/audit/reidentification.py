@@ -13,10 +13,10 @@ the measurement (an attack on the released data, against a control set) follows 
 2022 ("A unified framework for quantifying privacy risk in synthetic data") and Stadler,
 Oprisanu and Troncoso 2022; the predicate and linking procedures below are this module's own.
 
-* :class:`SinglingOut`: the attacker writes predicates from synthetic records: a conjunction of
-  a record's public levels (attribute values and bands, diagnoses, channel-mean bins), taken in
-  random order until it holds for that synthetic record alone, betting that it isolates one
-  real patient too. Success: the predicate is true for exactly one patient.
+* :class:`SinglingOut`: the attacker writes predicates from distinct synthetic records: a
+  conjunction of a record's public levels (attribute values and bands, diagnoses, channel-mean
+  bins), taken in random order until it holds for that synthetic record alone, betting that it
+  isolates one real patient too. Success: the predicate is true for exactly one patient.
 * :class:`Linkability`: the attacker holds two partial views of the same person (by default
   the static attributes in one, diagnoses and time series in the other) and links them when
   the nearest synthetic neighbours of the two views coincide.
@@ -162,7 +162,10 @@ class SinglingOut(_ControlledAttack):
 
     Args:
         inputs: the audit inputs.
-        n_predicates: how many synthetic records the attacker writes a predicate from.
+        n_predicates: how many synthetic records (drawn without replacement, so at most all
+            of them) the attacker writes a predicate from. Each record gives one predicate at
+            most: drawing a record twice would count the same bet twice, and on sparse
+            records, where few are unique, that made the interval far too narrow.
         max_columns: most variables per predicate (default: no limit). Variables are
             attribute values and bands, diagnoses and channel-mean bins over the schema
             bounds; a predicate takes them in random order until it singles out its
@@ -206,8 +209,8 @@ class SinglingOut(_ControlledAttack):
         limit = syn.shape[1] if self.max_columns is None else min(self.max_columns, syn.shape[1])
         hits_t = hits_h = written = 0
         sizes: list[int] = []
-        for _ in range(int(self.n_predicates)):
-            record = syn[rng.integers(len(syn))]
+        for row in rng.permutation(len(syn))[: int(self.n_predicates)]:
+            record = syn[row]  # each synthetic record once: repeats would not be new trials
             cols = _singling_predicate(syn, record, rng.permutation(syn.shape[1])[:limit])
             if cols is None:
                 continue  # the record has a twin on every variable tried: no predicate
