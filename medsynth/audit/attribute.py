@@ -34,6 +34,7 @@ import pandas as pd
 from medsynth.audit.base import AuditInputs, AuditResult, Evaluator, not_run
 from medsynth.audit.features import (
     cohort_problems,
+    does_not_apply,
     patient_features,
     same_records,
     sample_rows,
@@ -345,11 +346,23 @@ class AttributeDisclosure(Evaluator):
         }
         secret = resolve_secret(self.secret, inp.schema)
         if secret is None:
-            return not_run(
-                self.name, self.kind, "the schema has none of the secrets asked for", params
+            return does_not_apply(
+                self.name,
+                self.kind,
+                f"dataset schema {inp.schema.name!r} has none of the secrets asked for "
+                "(diagnoses, a condition, a channel or an attribute)",
+                params,
             )
         qis = self._quasi_identifiers(secret)
         params.update(quasi_identifiers=qis, secret=secret.describe())
+        if not qis:
+            return does_not_apply(
+                self.name,
+                self.kind,
+                f"dataset schema {inp.schema.name!r} has no patient attribute an attacker "
+                "could know (no quasi-identifier such as age, sex or place)",
+                params,
+            )
         reason = cohort_problems(
             {
                 "train": inp.train.n_patients,
@@ -358,8 +371,6 @@ class AttributeDisclosure(Evaluator):
             },
             {"train": MIN_TARGETS, "holdout": MIN_TARGETS, "synthetic": 1},
         )
-        if reason is None and not qis:
-            reason = "the schema has no attribute the attacker could know (no quasi-identifier)"
         if reason is None and same_records(
             patient_features(inp.synthetic), patient_features(inp.holdout)
         ):

@@ -42,6 +42,7 @@ import numpy as np
 from medsynth.audit.base import AuditInputs, AuditResult, Evaluator, not_run
 from medsynth.audit.features import (
     cohort_problems,
+    does_not_apply,
     histogram,
     nearest,
     patient_features,
@@ -205,7 +206,9 @@ class SinglingOut(_ControlledAttack):
         real_t = _level_matrix(self.inputs.train)[rows_t]
         real_h = _level_matrix(self.inputs.holdout)[rows_h]
         if syn.shape[1] == 0:
-            return not_run(self.name, self.kind, "the schema gives no variable to match", params)
+            return does_not_apply(
+                self.name, self.kind, "the dataset schema gives no variable to match", params
+            )
         limit = syn.shape[1] if self.max_columns is None else min(self.max_columns, syn.shape[1])
         hits_t = hits_h = written = 0
         sizes: list[int] = []
@@ -276,6 +279,27 @@ class Linkability(_ControlledAttack):
         self.view_a = view_a
         self.n_neighbors = n_neighbors
 
+    def _no_views(self, view_a: list[str]) -> str:
+        """Why one of the two views is empty on this schema."""
+        name = self.inputs.schema.name
+        if self.view_a is None and not view_a:
+            return (
+                f"dataset schema {name!r} has no patient attribute, so the first view (the "
+                "static attributes) is empty; to link other parts of a record, give "
+                "linkability a 'view_a' such as [\"conditions\"]"
+            )
+        if self.view_a is None:
+            return (
+                f"dataset schema {name!r} has nothing but patient attributes (no diagnosis, no "
+                "measurement), so the second view is empty"
+            )
+        if not view_a:
+            return f"view_a {list(self.view_a)} has no value in dataset schema {name!r}"
+        return (
+            f"view_a {list(self.view_a)} takes every part of a record in dataset schema "
+            f"{name!r}, so the second view is empty"
+        )
+
     def _links(self, targets: np.ndarray, syn: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
         _, ia = nearest(syn[:, a], targets[:, a], self.n_neighbors)
         _, ib = nearest(syn[:, b], targets[:, b], self.n_neighbors)
@@ -293,6 +317,8 @@ class Linkability(_ControlledAttack):
         fs = patient_features(self.inputs.synthetic)
         view_a, view_b = split_blocks(fs, self.view_a)
         params.update(view_a=view_a, view_b=view_b)
+        if not view_a or not view_b:
+            return does_not_apply(self.name, self.kind, self._no_views(view_a), params)
         a, b = fs.columns(view_a), fs.columns(view_b)
         rng = np.random.default_rng(self.inputs.random_state)
         rows_t = sample_rows(self.inputs.train.n_patients, self.max_targets, rng)

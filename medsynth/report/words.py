@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from medsynth.audit.policy import not_run_meaning
+
 PLAIN_WORDS = {
     "privacy": "An attacker holding the synthetic data tries to learn something about the real "
     "patients it was trained on. The figure that matters is how much better the attack "
@@ -134,4 +136,9 @@ def banner(document: Mapping[str, Any]) -> dict[str, Any]:
         "headline": document.get("headline", ""),
         "skipped": skipped,
         "failed": failed,
+        "meaning": not_run_meaning(
+            [(c["evaluator"], c["kind"], c.get("applies", True)) for c in skipped]
+        )
+        if skipped
+        else "",
     }

@@ -192,6 +192,26 @@ def test_not_run_reasons_and_required_checks():
     assert empty.verdict == NOT_RUN and "could not compute 'auc'" in empty.reason
 
 
+def test_an_attack_that_does_not_apply_to_the_schema_is_not_run_even_when_required():
+    from medsynth.audit.features import does_not_apply
+    from medsynth.audit.policy import headline
+
+    foreign = does_not_apply("linkability", "privacy", "schema 'x' has no patient attribute")
+    c = evaluate_check(spec(evaluator="linkability", metric="risk", required=True), foreign)
+    assert c.verdict == NOT_RUN and not c.applies and c.to_dict()["applies"] is False
+    assert c.reason == "'linkability' does not apply: schema 'x' has no patient attribute"
+    ran = evaluate_check(spec(), result(metrics={"auc": Estimate(0.5, 0.45, 0.55)}))
+    kinds = {"mia_dcr": "privacy", "linkability": "privacy"}
+    assert overall_verdict([ran, c], kinds=kinds) == PASS
+    assert headline(PASS, [ran, c], kinds) == (
+        "PASS: 1 of 2 checks ran and passed. 1 check did NOT RUN (1 privacy): c. A check that "
+        "did not run is no evidence either way: the privacy verdict rests on the attacks that "
+        "ran. linkability does not apply to this dataset schema as the policy configures it: "
+        "the schema lacks what it attacks (the reasons say what is missing)."
+    )
+    assert overall_verdict([c], kinds=kinds) == "INCOMPLETE"  # no privacy check ran at all
+
+
 def test_evaluate_policy_skips_disabled_evaluators_and_gives_the_verdict():
     policy = parse_policy(doc(), known_evaluators=KNOWN)
     fidelity = result("fidelity", {"attribute_tvd_mean": 0.5}, kind="fidelity")
