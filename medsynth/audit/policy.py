@@ -369,19 +369,24 @@ def headline(verdict: str, checks: Sequence[Check], kinds: Mapping[str, str]) ->
         text += f" ({by_kind}): " if by_kind else ": "
         text += "; ".join(c.name for c in skipped) + "."
         text += " " + not_run_meaning(
-            [(c.evaluator, kinds.get(c.evaluator, ""), c.applies) for c in skipped]
+            [(c.evaluator, kinds.get(c.evaluator, ""), c.applies) for c in skipped],
+            privacy_ran=any(
+                c.verdict != NOT_RUN and kinds.get(c.evaluator) == "privacy" for c in checks
+            ),
         )
     return text
 
 
-def not_run_meaning(skipped: Sequence[tuple[str, str, bool]]) -> str:
+def not_run_meaning(skipped: Sequence[tuple[str, str, bool]], *, privacy_ran: bool = True) -> str:
     """What the checks that did not run mean for the verdict, in a sentence or two.
 
     Args:
         skipped: ``(evaluator, kind, applies)`` of every check that did not run.
+        privacy_ran: whether any privacy check ran (when none did, the verdict is INCOMPLETE
+            and says so itself).
     """
     privacy = [(name, applies) for name, kind, applies in skipped if kind == "privacy"]
-    if not privacy:
+    if not privacy or not privacy_ran:
         return "A check that did not run is no evidence either way."
     text = (
         "A check that did not run is no evidence either way: the privacy verdict rests on "
