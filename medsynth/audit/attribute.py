@@ -264,20 +264,6 @@ def infer_by_quasi_identifiers(
     guesses[:] = guess_u[inverse]
     exact[:] = exact_u[inverse]
     return guesses, exact
-    n_levels = int(synthetic_secret.max()) + 1
-    onehot = sparse.csr_matrix(
-        (np.ones(len(synthetic_secret)), (np.arange(len(synthetic_secret)), synthetic_secret)),
-        shape=(len(synthetic_secret), n_levels),
-    )
-    for start in range(0, len(targets), CHUNK):
-        block = targets[start : start + CHUNK]
-        mism = (block[:, None, :] != synthetic[None, :, :]).sum(axis=2)
-        best = mism.min(axis=1)
-        voters = (mism == best[:, None]).astype(np.float64)
-        votes = np.asarray((onehot.T @ voters.T).T)  # (targets, levels) vote counts
-        guesses[start : start + len(block)] = votes.argmax(axis=1)  # first max: smallest code
-        exact[start : start + len(block)] = best == 0
-    return guesses, exact
 
 
 class AttributeDisclosure(Evaluator):
