@@ -249,18 +249,6 @@ def _is_channel(fm: FeatureMatrix, block: str) -> bool:
     return len(ix) == len(SERIES_SUMMARIES) and fm.names[ix[0]] == f"{block}:count"
 
 
-def does_not_apply(
-    name: str, kind: str, reason: str, parameters: Mapping[str, Any] | None = None
-) -> AuditResult:
-    """A ``not_run`` result for an attack that the dataset schema gives nothing to work on (no
-    attribute an attacker could know, no second view of a record...), marked so in its
-    details (``applies_to_schema: false``): the policy reports its checks as NOT RUN with the
-    reason, even when they are required: the attack, as configured, has nothing to try on data
-    of this schema, which says nothing about the data either way."""
-    result = not_run(name, kind, reason, parameters)
-    return replace(result, details={"applies_to_schema": False})
-
-
 # -- shared helpers of the attacks ---------------------------------------------------------------
 def nearest(reference: np.ndarray, query: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances and indices of the ``k`` nearest ``reference`` rows of each query row.
@@ -308,6 +296,18 @@ def cohort_problems(sizes: Mapping[str, int], minimum: Mapping[str, int]) -> str
         return None
     need = ", ".join(f"{name} {m}" for name, m in minimum.items())
     return f"too few patients ({'; '.join(short)}); this attack needs at least: {need}"
+
+
+def does_not_apply(
+    name: str, kind: str, reason: str, parameters: Mapping[str, Any] | None = None
+) -> AuditResult:
+    """A ``not_run`` result for an attack that the dataset schema gives nothing to work on (no
+    attribute an attacker could know, no second view of a record...), marked so in its
+    details (``applies_to_schema: false``): the policy reports its checks as NOT RUN with the
+    reason, even when they are required: the attack, as configured, has nothing to try on data
+    of this schema, which says nothing about the data either way."""
+    result = not_run(name, kind, reason, parameters)
+    return replace(result, details={"applies_to_schema": False})
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> list[int]:
