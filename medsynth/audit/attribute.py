@@ -34,6 +34,7 @@ import pandas as pd
 from medsynth.audit.base import AuditInputs, AuditResult, Evaluator, not_run
 from medsynth.audit.features import (
     cohort_problems,
+    does_not_apply,
     patient_features,
     same_records,
     sample_rows,
@@ -263,20 +264,6 @@ def infer_by_quasi_identifiers(
     guesses[:] = guess_u[inverse]
     exact[:] = exact_u[inverse]
     return guesses, exact
-    n_levels = int(synthetic_secret.max()) + 1
-    onehot = sparse.csr_matrix(
-        (np.ones(len(synthetic_secret)), (np.arange(len(synthetic_secret)), synthetic_secret)),
-        shape=(len(synthetic_secret), n_levels),
-    )
-    for start in range(0, len(targets), CHUNK):
-        block = targets[start : start + CHUNK]
-        mism = (block[:, None, :] != synthetic[None, :, :]).sum(axis=2)
-        best = mism.min(axis=1)
-        voters = (mism == best[:, None]).astype(np.float64)
-        votes = np.asarray((onehot.T @ voters.T).T)  # (targets, levels) vote counts
-        guesses[start : start + len(block)] = votes.argmax(axis=1)  # first max: smallest code
-        exact[start : start + len(block)] = best == 0
-    return guesses, exact
 
 
 class AttributeDisclosure(Evaluator):
@@ -345,11 +332,23 @@ class AttributeDisclosure(Evaluator):
         }
         secret = resolve_secret(self.secret, inp.schema)
         if secret is None:
-            return not_run(
-                self.name, self.kind, "the schema has none of the secrets asked for", params
+            return does_not_apply(
+                self.name,
+                self.kind,
+                f"dataset schema {inp.schema.name!r} has none of the secrets asked for "
+                "(diagnoses, a condition, a channel or an attribute)",
+                params,
             )
         qis = self._quasi_identifiers(secret)
         params.update(quasi_identifiers=qis, secret=secret.describe())
+        if not qis:
+            return does_not_apply(
+                self.name,
+                self.kind,
+                f"dataset schema {inp.schema.name!r} has no patient attribute an attacker "
+                "could know (no quasi-identifier such as age, sex or place)",
+                params,
+            )
         reason = cohort_problems(
             {
                 "train": inp.train.n_patients,
@@ -358,8 +357,6 @@ class AttributeDisclosure(Evaluator):
             },
             {"train": MIN_TARGETS, "holdout": MIN_TARGETS, "synthetic": 1},
         )
-        if reason is None and not qis:
-            reason = "the schema has no attribute the attacker could know (no quasi-identifier)"
         if reason is None and same_records(
             patient_features(inp.synthetic), patient_features(inp.holdout)
         ):

@@ -26,17 +26,20 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from medsynth.audit.base import AuditResult, not_run
 from medsynth.cohort import PATIENT_ID, Cohort
 from medsynth.errors import DataError
 
 __all__ = [
     "FeatureMatrix",
     "cohort_problems",
+    "does_not_apply",
     "histogram",
     "nearest",
     "patient_features",
@@ -223,10 +226,12 @@ def patient_features(cohort: Cohort) -> FeatureMatrix:
 
 
 def split_blocks(fm: FeatureMatrix, view_a: Iterable[str] | None) -> tuple[list[str], list[str]]:
-    """Two disjoint lists of block names: ``view_a`` (default: the static attributes) and the rest.
+    """Two disjoint lists of block names: ``view_a`` (default: the static attributes) and the
+    rest. Blocks without a column (the diagnoses of a schema that lists no condition) are left
+    out, so either list may come back empty: the schema then gives the attack no second view.
 
     Raises:
-        DataError: an unknown block name, or a view that leaves the other one empty.
+        DataError: an unknown block name.
     """
     attributes = [b for b in fm.blocks if b != CONDITIONS and not _is_channel(fm, b)]
     a = list(view_a) if view_a is not None else attributes
@@ -235,13 +240,8 @@ def split_blocks(fm: FeatureMatrix, view_a: Iterable[str] | None) -> tuple[list[
         raise DataError(
             f"linkability view_a names unknown block(s) {unknown}; valid: {', '.join(fm.blocks)}"
         )
-    b = [x for x in fm.blocks if x not in a]
-    if not a or not b:
-        raise DataError(
-            "linkability needs two non-empty views; view_a "
-            f"{a} leaves {'view_b' if not b else 'view_a'} empty"
-        )
-    return a, b
+    filled = [b for b in fm.blocks if fm.blocks[b]]
+    return [x for x in a if x in filled], [x for x in filled if x not in a]
 
 
 def _is_channel(fm: FeatureMatrix, block: str) -> bool:
@@ -296,6 +296,18 @@ def cohort_problems(sizes: Mapping[str, int], minimum: Mapping[str, int]) -> str
         return None
     need = ", ".join(f"{name} {m}" for name, m in minimum.items())
     return f"too few patients ({'; '.join(short)}); this attack needs at least: {need}"
+
+
+def does_not_apply(
+    name: str, kind: str, reason: str, parameters: Mapping[str, Any] | None = None
+) -> AuditResult:
+    """A ``not_run`` result for an attack that the dataset schema gives nothing to work on (no
+    attribute an attacker could know, no second view of a record...), marked so in its
+    details (``applies_to_schema: false``): the policy reports its checks as NOT RUN with the
+    reason, even when they are required: the attack, as configured, has nothing to try on data
+    of this schema, which says nothing about the data either way."""
+    result = not_run(name, kind, reason, parameters)
+    return replace(result, details={"applies_to_schema": False})
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> list[int]:

@@ -6,8 +6,10 @@ was in the training data. The audit plays the attacker on real patients whose an
 members are training patients, non-members are holdout patients the generator never saw. Each
 attack gives every target a score (higher = "member"); the figures are the ROC AUC (0.5 is
 chance) with a bootstrap interval, the TPR at 1 % and 10 % FPR (the low-FPR regime Carlini et
-al. 2022 argue matters) and an empirical epsilon lower bound (:mod:`medsynth.audit.stats`),
-set beside the accounted epsilon of the model's privacy record when the artifact is given.
+al. 2022 argue matters), the share of members flagged beyond chance at 1 % FPR with an exact
+interval (``tpr_excess_at_fpr_1pct``, which also counts the noise of the threshold) and an
+empirical epsilon lower bound (:mod:`medsynth.audit.stats`), set beside the accounted epsilon
+of the model's privacy record when the artifact is given.
 
 * :class:`DcrMembershipAttack`: the score is minus the distance from the target to its closest
   synthetic record, the classic distance-to-closest-record test (Hilprecht, Härterich and
@@ -45,7 +47,13 @@ from medsynth.audit.features import (
     same_records,
     sample_rows,
 )
-from medsynth.audit.stats import auc_estimate, empirical_epsilon, roc_curve, tpr_at_fpr
+from medsynth.audit.stats import (
+    auc_estimate,
+    empirical_epsilon,
+    members_beyond_chance,
+    roc_curve,
+    tpr_at_fpr,
+)
 from medsynth.errors import DataError
 
 __all__ = [
@@ -107,6 +115,8 @@ def membership_figures(
         "members": len(members),
         "non_members": len(non_members),
     }
+    excess, flagged = members_beyond_chance(members, non_members, 0.01, confidence)
+    metrics["tpr_excess_at_fpr_1pct"] = excess
     fpr, tpr, _ = roc_curve(members, non_members)
     grid_tpr = [float(tpr[fpr <= g + 1e-12].max()) for g in ROC_GRID]
     pooled = np.concatenate([members, non_members])
@@ -120,6 +130,7 @@ def membership_figures(
             "non_members": histogram(non_members, edges),
         },
         "epsilon_test": rates,
+        "flagged_at_fpr_1pct": flagged,
     }
     return metrics, details
 
@@ -208,6 +219,7 @@ class _MembershipAttack(Evaluator):
                 "auc": 0.5,
                 "tpr_at_fpr_1pct": 0.01,
                 "tpr_at_fpr_10pct": 0.10,
+                "tpr_excess_at_fpr_1pct": 0.0,
                 "epsilon_lower_bound": 0.0,
             },
             parameters=params,

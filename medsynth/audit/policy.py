@@ -8,7 +8,10 @@ policy against the results gives every check a verdict:
 * **PASS** / **FAIL**: the figure was computed and the comparison holds / does not;
 * **NOT RUN**: the evaluator was not enabled or could not run (too few patients, no events...),
   or the figure is missing; the reason says which. A NOT RUN check does not fail the audit
-  unless the check is ``required``, in which case its verdict is FAIL with the reason.
+  unless the check is ``required``, in which case its verdict is FAIL with the reason. An
+  attack that the dataset schema gives nothing to work on (attribute disclosure without any
+  patient attribute, linkability without a second view of the record) does not apply to the
+  schema: its checks are NOT RUN even when required, and the headline says so.
 
 The overall verdict is FAIL when any check fails; INCOMPLETE when none failed but no privacy
 check ran (a report whose attacks all did not run must not read as a clean PASS); PASS
@@ -196,9 +199,11 @@ class Check:
     required: bool = False
     minus_baseline: bool = False
     description: str = ""
+    applies: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "applies": self.applies,
             "name": self.name,
             "evaluator": self.evaluator,
             "metric": self.metric,
@@ -235,8 +240,10 @@ def _format(x: float) -> str:
 def evaluate_check(spec: CheckSpec, result: AuditResult | None) -> Check:
     """Give one check its verdict against its evaluator's result (None: not enabled)."""
 
-    def outcome(verdict: str, reason: str, value: float | None = None) -> Check:
-        if verdict == NOT_RUN and spec.required:
+    def outcome(
+        verdict: str, reason: str, value: float | None = None, applies: bool = True
+    ) -> Check:
+        if verdict == NOT_RUN and spec.required and applies:
             verdict, reason = FAIL, f"required check not run: {reason}"
         return Check(
             spec.name,
@@ -251,11 +258,16 @@ def evaluate_check(spec: CheckSpec, result: AuditResult | None) -> Check:
             spec.required,
             spec.minus_baseline,
             spec.description,
+            applies,
         )
 
     if result is None:
         return outcome(NOT_RUN, f"evaluator {spec.evaluator!r} is not enabled in the policy")
     if result.status != "ok":
+        if result.details.get("applies_to_schema") is False:
+            return outcome(
+                NOT_RUN, f"{spec.evaluator!r} does not apply: {result.reason}", applies=False
+            )
         return outcome(NOT_RUN, f"evaluator {spec.evaluator!r} did not run: {result.reason}")
     value = read_figure(result.metrics.get(spec.metric), spec.statistic)
     if value is None:
@@ -328,7 +340,7 @@ def coverage(checks: Sequence[Check], kinds: Mapping[str, str]) -> dict[str, dic
 
 
 def headline(verdict: str, checks: Sequence[Check], kinds: Mapping[str, str]) -> str:
-    """The verdict in one or two plain sentences, naming what did not run."""
+    """The verdict in plain sentences, naming what did not run and what that means."""
     cov = coverage(checks, kinds)
     failed = [c.name for c in checks if c.verdict == FAIL]
     skipped = [c for c in checks if c.verdict == NOT_RUN]
@@ -352,4 +364,37 @@ def headline(verdict: str, checks: Sequence[Check], kinds: Mapping[str, str]) ->
         text += f" {len(skipped)} check{'s' if len(skipped) != 1 else ''} did NOT RUN"
         text += f" ({by_kind}): " if by_kind else ": "
         text += "; ".join(c.name for c in skipped) + "."
+        text += " " + not_run_meaning(
+            [(c.evaluator, kinds.get(c.evaluator, ""), c.applies) for c in skipped],
+            privacy_ran=any(
+                c.verdict != NOT_RUN and kinds.get(c.evaluator) == "privacy" for c in checks
+            ),
+        )
+    return text
+
+
+def not_run_meaning(skipped: Sequence[tuple[str, str, bool]], *, privacy_ran: bool = True) -> str:
+    """What the checks that did not run mean for the verdict, in a sentence or two.
+
+    Args:
+        skipped: ``(evaluator, kind, applies)`` of every check that did not run.
+        privacy_ran: whether any privacy check ran (when none did, the verdict is INCOMPLETE
+            and says so itself).
+    """
+    privacy = [(name, applies) for name, kind, applies in skipped if kind == "privacy"]
+    if not privacy or not privacy_ran:
+        return "A check that did not run is no evidence either way."
+    text = (
+        "A check that did not run is no evidence either way: the privacy verdict rests on "
+        "the attacks that ran."
+    )
+    foreign = sorted({name for name, applies in privacy if not applies})
+    if foreign:
+        names = ", ".join(foreign)
+        one = len(foreign) == 1
+        text += (
+            f" {names} {'does' if one else 'do'} not apply to this dataset schema as the "
+            f"policy configures {'it' if one else 'them'}: the schema lacks what "
+            f"{'it attacks' if one else 'they attack'} (the reasons say what is missing)."
+        )
     return text

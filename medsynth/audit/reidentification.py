@@ -13,16 +13,21 @@ the measurement (an attack on the released data, against a control set) follows 
 2022 ("A unified framework for quantifying privacy risk in synthetic data") and Stadler,
 Oprisanu and Troncoso 2022; the predicate and linking procedures below are this module's own.
 
-* :class:`SinglingOut`: the attacker writes predicates from synthetic records: a conjunction of
-  a record's public levels (attribute values and bands, diagnoses, channel-mean bins), taken in
-  random order until it holds for that synthetic record alone, betting that it isolates one
-  real patient too. Success: the predicate is true for exactly one patient.
+* :class:`SinglingOut`: the attacker writes predicates from distinct synthetic records: a
+  conjunction of a record's public levels (attribute values and bands, diagnoses, channel-mean
+  bins), taken in random order until it holds for that synthetic record alone, betting that it
+  isolates one real patient too. Success: the predicate is true for exactly one patient.
 * :class:`Linkability`: the attacker holds two partial views of the same person (by default
   the static attributes in one, diagnoses and time series in the other) and links them when
   the nearest synthetic neighbours of the two views coincide.
 * :class:`RecordMatches`: the share of synthetic records that are exact copies, or near copies
   (closer than the ``near_quantile`` of real-to-real closest distances), of a training record,
-  beside the same share for holdout records.
+  beside the same share for holdout records; and the exact copies of *distinctive* records
+  (whose content occurs once among the training and holdout records together) beyond what
+  chance puts on the training side (:func:`medsynth.audit.stats.copies_beyond_chance`). A
+  sparse record (no events, common attributes) is shared by many real patients and is matched
+  by chance as often as not; a distinctive one that reappears verbatim, on the training side
+  only, more often than a coin allows, was copied.
 * :class:`DcrShare`: the share of synthetic records whose closest real record is a training
   rather than a holdout patient; 0.5 when the generator did not favour its training data.
 """
@@ -37,6 +42,7 @@ import numpy as np
 from medsynth.audit.base import AuditInputs, AuditResult, Evaluator, not_run
 from medsynth.audit.features import (
     cohort_problems,
+    does_not_apply,
     histogram,
     nearest,
     patient_features,
@@ -46,10 +52,14 @@ from medsynth.audit.features import (
     split_blocks,
 )
 from medsynth.audit.fidelity import patient_levels
-from medsynth.audit.stats import difference_estimate, proportion_estimate
+from medsynth.audit.stats import (
+    copies_beyond_chance,
+    difference_estimate,
+    proportion_estimate,
+)
 from medsynth.errors import DataError
 
-__all__ = ["DcrShare", "Linkability", "RecordMatches", "SinglingOut"]
+__all__ = ["DcrShare", "Linkability", "RecordMatches", "SinglingOut", "distinctive_matches"]
 
 MIN_TARGETS = 10
 HISTOGRAM_BINS = 20
@@ -153,7 +163,10 @@ class SinglingOut(_ControlledAttack):
 
     Args:
         inputs: the audit inputs.
-        n_predicates: how many synthetic records the attacker writes a predicate from.
+        n_predicates: how many synthetic records (drawn without replacement, so at most all
+            of them) the attacker writes a predicate from. Each record gives one predicate at
+            most: drawing a record twice would count the same bet twice, and on sparse
+            records, where few are unique, that made the interval far too narrow.
         max_columns: most variables per predicate (default: no limit). Variables are
             attribute values and bands, diagnoses and channel-mean bins over the schema
             bounds; a predicate takes them in random order until it singles out its
@@ -193,12 +206,14 @@ class SinglingOut(_ControlledAttack):
         real_t = _level_matrix(self.inputs.train)[rows_t]
         real_h = _level_matrix(self.inputs.holdout)[rows_h]
         if syn.shape[1] == 0:
-            return not_run(self.name, self.kind, "the schema gives no variable to match", params)
+            return does_not_apply(
+                self.name, self.kind, "the dataset schema gives no variable to match", params
+            )
         limit = syn.shape[1] if self.max_columns is None else min(self.max_columns, syn.shape[1])
         hits_t = hits_h = written = 0
         sizes: list[int] = []
-        for _ in range(int(self.n_predicates)):
-            record = syn[rng.integers(len(syn))]
+        for row in rng.permutation(len(syn))[: int(self.n_predicates)]:
+            record = syn[row]  # each synthetic record once: repeats would not be new trials
             cols = _singling_predicate(syn, record, rng.permutation(syn.shape[1])[:limit])
             if cols is None:
                 continue  # the record has a twin on every variable tried: no predicate
@@ -264,6 +279,27 @@ class Linkability(_ControlledAttack):
         self.view_a = view_a
         self.n_neighbors = n_neighbors
 
+    def _no_views(self, view_a: list[str]) -> str:
+        """Why one of the two views is empty on this schema."""
+        name = self.inputs.schema.name
+        if self.view_a is None and not view_a:
+            return (
+                f"dataset schema {name!r} has no patient attribute, so the first view (the "
+                "static attributes) is empty; to link other parts of a record, give "
+                "linkability a 'view_a' such as [\"conditions\"]"
+            )
+        if self.view_a is None:
+            return (
+                f"dataset schema {name!r} has nothing but patient attributes (no diagnosis, no "
+                "measurement), so the second view is empty"
+            )
+        if not view_a:
+            return f"view_a {list(self.view_a)} has no value in dataset schema {name!r}"
+        return (
+            f"view_a {list(self.view_a)} takes every part of a record in dataset schema "
+            f"{name!r}, so the second view is empty"
+        )
+
     def _links(self, targets: np.ndarray, syn: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
         _, ia = nearest(syn[:, a], targets[:, a], self.n_neighbors)
         _, ib = nearest(syn[:, b], targets[:, b], self.n_neighbors)
@@ -281,6 +317,8 @@ class Linkability(_ControlledAttack):
         fs = patient_features(self.inputs.synthetic)
         view_a, view_b = split_blocks(fs, self.view_a)
         params.update(view_a=view_a, view_b=view_b)
+        if not view_a or not view_b:
+            return does_not_apply(self.name, self.kind, self._no_views(view_a), params)
         a, b = fs.columns(view_a), fs.columns(view_b)
         rng = np.random.default_rng(self.inputs.random_state)
         rows_t = sample_rows(self.inputs.train.n_patients, self.max_targets, rng)
@@ -328,9 +366,39 @@ class _DistanceAttack(_ControlledAttack):
         }
 
 
+def distinctive_matches(
+    synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray
+) -> dict[str, int]:
+    """Distinct synthetic records equal to a real record, by how often that content occurs
+    among the real records (``row_keys`` of each cohort's features).
+
+    Returns:
+        ``train`` / ``holdout``: distinct synthetic records equal to a *distinctive* real
+        record, one whose content occurs exactly once among the training and holdout records
+        together, on the training / holdout side; ``common``: distinct synthetic records equal
+        to a content two or more real records share; ``synthetic_equal_to_train``: synthetic
+        records (duplicates counted) equal to some training record.
+    """
+    from collections import Counter
+
+    real = Counter(train.tolist()) + Counter(holdout.tolist())
+    in_train = set(train.tolist())
+    distinct = set(synthetic.tolist())
+    once = [key for key in distinct if real[key] == 1]
+    return {
+        "train": sum(key in in_train for key in once),
+        "holdout": sum(key not in in_train for key in once),
+        "common": sum(real[key] > 1 for key in distinct),
+        "synthetic_equal_to_train": int(sum(key in in_train for key in synthetic.tolist())),
+    }
+
+
 class RecordMatches(_DistanceAttack):
     """Exact and near-duplicate copies of real records among the synthetic records, training
-    against holdout (whole records, time series included).
+    against holdout (whole records, time series included), and the exact copies of distinctive
+    training records beyond chance (``distinctive_copies``: training and holdout patients up
+    to ``max_targets`` each, not cut to equal numbers; the chance of the training side is the
+    training share of those real records).
 
     Args:
         inputs: the audit inputs.
@@ -371,6 +439,16 @@ class RecordMatches(_DistanceAttack):
         near_h = int(((d["holdout"] <= tau) | d["exact_holdout"]).sum())
         params["near_distance"] = tau
         edges = _distance_edges(d["train"], d["holdout"], d["real"])
+        rng = np.random.default_rng(self.inputs.random_state)
+        rows_t = sample_rows(self.inputs.train.n_patients, self.max_targets, rng)
+        rows_h = sample_rows(self.inputs.holdout.n_patients, self.max_targets, rng)
+        p_train = len(rows_t) / (len(rows_t) + len(rows_h))
+        found = distinctive_matches(
+            row_keys(patient_features(self.inputs.synthetic).values),
+            row_keys(patient_features(self.inputs.train).values[rows_t]),
+            row_keys(patient_features(self.inputs.holdout).values[rows_h]),
+        )
+        copies = copies_beyond_chance(found["train"], found["holdout"], p_train, self.confidence)
         return self._result(
             {
                 "exact_match_rate": proportion_estimate(exact_t, n, self.confidence),
@@ -378,15 +456,26 @@ class RecordMatches(_DistanceAttack):
                 "risk": difference_estimate(near_t, n, near_h, n, self.confidence),
                 "exact_matches": exact_t,
                 "synthetic_records": n,
+                "distinctive_copies": copies,
+                "distinctive_matches": found["train"],
             },
             {
                 "exact_match_rate": exact_h / n,
                 "near_match_rate": near_h / n,
                 "risk": 0.0,
                 "exact_matches": exact_h,
+                "distinctive_copies": 0.0,
+                "distinctive_matches": found["holdout"] * p_train / (1 - p_train),
             },
             params,
             {
+                "distinctive": {
+                    "matches_train": found["train"],
+                    "matches_holdout": found["holdout"],
+                    "matches_common": found["common"],
+                    "training_share": p_train,
+                    "synthetic_equal_to_train": found["synthetic_equal_to_train"],
+                },
                 "distance_histogram": {
                     "edges": edges.tolist(),
                     "synthetic_to_train": histogram(d["train"], edges),

@@ -14,6 +14,23 @@ Pure functions over plain arrays; every attack of :mod:`medsynth.audit` reports 
   separately; **TPR at a fixed FPR** (1 % and 10 %) with a Clopper-Pearson interval over the
   members. The ROC curve and its area are scikit-learn's (``sklearn.metrics.roc_curve`` and
   ``auc``, the area ``roc_auc_score`` computes), as in the utility evaluator.
+* **Copies beyond chance.** Synthetic records equal to a *distinctive* real record, one whose
+  content occurs exactly once among the training and holdout records together, counted on each
+  side. If the generator never saw the training data, the side that single real record lies on
+  is a coin with the training share of the real records as its chance, independently per
+  record; so ``k_train ~ Binomial(k_train + k_holdout, p_train)``, and ``c`` copied training
+  records add ``c`` to ``k_train``. The interval of ``c`` inverts the exact one-sided binomial
+  test (Clopper and Pearson 1934 invert the same test for a rate).
+* **Members flagged beyond chance at a low FPR.** The attacker's threshold is the score of the
+  ``(k + 1)``-th highest non-member, ``k = floor(fpr * non_members)``, so at most ``fpr`` of the
+  non-members are flagged. If members and non-members are exchangeable (the generator did not
+  favour its training data), the number of members above that threshold follows the negative
+  hypergeometric distribution (members drawn before the ``(k + 1)``-th non-member in a random
+  order); ``c`` members the attack recognises for sure add ``c``. The interval of ``c`` inverts
+  that exact test. Reading the TPR of a threshold chosen on the same non-members against a
+  Clopper-Pearson interval over the members alone ignores the threshold's own noise: at 500
+  members and non-members its lower end exceeds the 1 % baseline by chance about one time in
+  ten.
 * **Empirical epsilon lower bound.** A mechanism is (epsilon, delta)-DP exactly when every test
   that tells two neighbouring datasets apart has ``FPR + e^eps * FNR >= 1 - delta`` and
   ``FNR + e^eps * FPR >= 1 - delta`` (Kairouz, Oh and Viswanath 2015, "The composition theorem
@@ -41,7 +58,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -54,9 +71,11 @@ from medsynth.audit.base import Estimate
 __all__ = [
     "auc_estimate",
     "clopper_pearson",
+    "copies_beyond_chance",
     "difference_estimate",
     "empirical_epsilon",
     "epsilon_bounds",
+    "members_beyond_chance",
     "proportion_estimate",
     "roc_auc",
     "roc_curve",
@@ -290,3 +309,126 @@ def empirical_epsilon(
         "delta": delta,
     }
     return Estimate(point, lo, hi, confidence, "clopper-pearson"), rates
+
+
+# -- copies and members beyond chance ----------------------------------------------------------
+def _first_consistent(hi: int, consistent: Callable[[int], bool]) -> int:
+    """The smallest ``c`` in ``[0, hi]`` with ``consistent(c)``, for a ``consistent`` that is
+    False up to some point and True from there on (``consistent(hi)`` must be True)."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if consistent(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _beyond_chance(
+    hits: int,
+    expected: float,
+    upper_tail: Callable[[int], float],
+    lower_tail: Callable[[int], float],
+    confidence: float,
+    method: str,
+) -> Estimate:
+    """``c`` with the interval of the test inversion; ``upper_tail(c)`` is ``P(X >= hits - c)``
+    and ``lower_tail(c)`` is ``P(X <= hits - c)`` under the null with ``c`` hits removed."""
+    a = (1.0 - confidence) / 2
+    low = _first_consistent(hits, lambda c: upper_tail(c) > a)
+    if lower_tail(0) <= a:
+        high = 0
+    else:  # the largest c whose lower tail is above a: lower_tail falls as c grows
+        high = hits - _first_consistent(hits, lambda j: lower_tail(hits - j) > a)
+    value = min(max(hits - expected, 0.0), float(hits))
+    return Estimate(float(value), float(low), float(max(high, low)), confidence, method)
+
+
+def copies_beyond_chance(
+    k_train: int, k_holdout: int, p_train: float, confidence: float = 0.95
+) -> Estimate:
+    """How many distinctive training records the synthetic data copied, beyond chance.
+
+    Args:
+        k_train: distinct synthetic records equal to a distinctive training record (one whose
+            content occurs once among the training and holdout records together).
+        k_holdout: the same for distinctive holdout records.
+        p_train: the training share of the real records compared (0.5 for equal samples).
+        confidence: the interval's coverage; each end is a one-sided bound at
+            ``(1 + confidence) / 2`` (``confidence=0.9`` gives one-sided 95 % bounds).
+
+    Returns:
+        ``value``: ``k_train`` minus what chance puts there, ``k_holdout * p / (1 - p)``, at
+        least 0; ``ci_low``: the smallest number of copies ``c`` for which ``k_train - c`` is
+        consistent with ``Binomial(k_train - c + k_holdout, p_train)`` (exact one-sided test);
+        ``ci_high``: the largest.
+
+    Example:
+        >>> copies_beyond_chance(5, 0, 0.5, 0.9).ci_low  # 0.5**5 = 0.031 < 0.05
+        1.0
+    """
+    from scipy.stats import binom
+
+    _check(k_train, k_train + k_holdout)
+    if not 0.0 < p_train < 1.0:
+        raise ValueError(f"p_train must be in (0, 1), got {p_train}")
+    kt, kh = int(k_train), int(k_holdout)
+    return _beyond_chance(
+        kt,
+        kh * p_train / (1.0 - p_train),
+        lambda c: float(binom.sf(kt - c - 1, kt - c + kh, p_train)),
+        lambda c: float(binom.cdf(kt - c, kt - c + kh, p_train)),
+        confidence,
+        "exact binomial test inversion",
+    )
+
+
+def members_beyond_chance(
+    pos: ArrayLike, neg: ArrayLike, fpr: float = 0.01, confidence: float = 0.95
+) -> tuple[Estimate, dict[str, float]]:
+    """The share of members a membership attack flags beyond chance at a low FPR.
+
+    The threshold is the score of the ``(k + 1)``-th highest non-member with
+    ``k = floor(fpr * len(neg))``; members strictly above it are flagged (ties at the threshold
+    are not, which keeps the test exact or conservative).
+
+    Returns:
+        The estimate, as a share of the members: ``value`` flagged members minus the number
+        chance flags, ``(k + 1) * len(pos) / (len(neg) + 1)``, at least 0; ``ci_low`` and
+        ``ci_high`` the smallest and largest number of surely recognised members consistent
+        with the negative hypergeometric null (exact one-sided tests at ``(1 + confidence) /
+        2`` each), divided by ``len(pos)``; and the counts behind it.
+    """
+    from scipy.stats import nhypergeom
+
+    p, n = _scores(pos, neg)
+    method = "exact negative hypergeometric test inversion"
+    k = int(math.floor(fpr * len(n) + 1e-9))
+    if len(p) == 0 or len(n) <= k:
+        return Estimate(math.nan, math.nan, math.nan, confidence, method), {}
+    threshold = float(np.sort(n)[::-1][k])
+    hits = int((p > threshold).sum())
+    m, r = len(p), k + 1
+
+    def tail(c: int, upper: bool) -> float:
+        dist = nhypergeom(m - c + len(n), m - c, r)
+        return float(dist.sf(hits - c - 1) if upper else dist.cdf(hits - c))
+
+    est = _beyond_chance(
+        hits,
+        r * m / (len(n) + 1),
+        lambda c: tail(c, True),
+        lambda c: tail(c, False),
+        confidence,
+        method,
+    )
+    share = Estimate(est.value / m, est.ci_low / m, est.ci_high / m, confidence, method)
+    counts = {
+        "members_flagged": hits,
+        "non_members_flagged": int((n > threshold).sum()),
+        "members_flagged_by_chance": r * m / (len(n) + 1),
+        "members": m,
+        "non_members": len(n),
+    }
+    return share, counts

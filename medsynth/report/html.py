@@ -10,6 +10,7 @@ detail last. The page loads nothing: no scripts, fonts, images or style sheets f
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,28 +20,63 @@ from markupsafe import Markup
 
 from medsynth.audit.fidelity import MISSING
 from medsynth.report import svg
-from medsynth.report.words import PLAIN_BY_NAME, PLAIN_WORDS, banner, plain_summary
+from medsynth.report.words import (
+    PLAIN_BY_NAME,
+    PLAIN_WORDS,
+    banner,
+    plain_reason,
+    plain_summary,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 # -- formatting ------------------------------------------------------------------------------------
+SIGNIFICANT = 3  # digits of every figure on the page; report.json keeps them all
+SUPERSCRIPT = str.maketrans(
+    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
+
+
+def number(x: float, digits: int = SIGNIFICANT) -> str:
+    """``x`` rounded to ``digits`` significant digits, in plain positional notation from 0.0001
+    to a million (trailing zeros dropped, thousands separated), else as ``3.47 × 10⁻⁶``."""
+    if not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    rounded = round(x, digits - 1 - mag)
+    if rounded != 0:
+        mag = math.floor(math.log10(abs(rounded)))  # 9.996 rounds to 10.0
+    if mag < -4 or mag >= 6:
+        mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa} \u00d7 10{str(int(exponent)).translate(SUPERSCRIPT)}"
+    decimals = max(0, digits - 1 - mag)
+    text = f"{rounded:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def fmt(value: Any) -> str:
-    """A figure for people: estimates with their interval, floats to 4 significant digits."""
+    """A figure for people: estimates with their interval, every number to 3 significant digits
+    (:func:`number`; integers whole, with thousands separated)."""
     if value is None:
         return "n/a"
     if isinstance(value, Mapping) and "value" in value:
         core = fmt(value["value"])
         if value.get("ci_low") is not None and value.get("ci_high") is not None:
-            pct = round(100 * float(value["confidence"]))
+            pct = number(100 * float(value["confidence"]))
             core += f" [{fmt(value['ci_low'])}, {fmt(value['ci_high'])}] ({pct}% CI)"
         return core
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return str(value)
+        return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return number(value)
     return str(value)
 
 
@@ -371,6 +407,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = fmt
+    env.globals["reason"] = lambda check: plain_reason(check, document)
     views = [result_view(r) for r in document["results"]]
     by_kind = {
         k: [v for v in views if v["r"]["kind"] == k] for k in ("privacy", "fidelity", "utility")

@@ -2,14 +2,17 @@
 
 Plain-language texts of the audit page (kept apart from the layout in :mod:`medsynth.report.html`
 so that they can be read and reviewed as prose): what each kind of figure and each evaluator
-measures, the summary line per kind of check, and the verdict banner with every check that
-failed or did not run.
+measures, the summary line per kind of check, the reason of each check in words ("exact copies
+of distinctive training records: 5 (at least 1 with 95 % confidence), allowed at most 0"), and
+the verdict banner with every check that failed or did not run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from medsynth.audit.policy import not_run_meaning
 
 PLAIN_WORDS = {
     "privacy": "An attacker holding the synthetic data tries to learn something about the real "
@@ -134,4 +137,109 @@ def banner(document: Mapping[str, Any]) -> dict[str, Any]:
         "headline": document["headline"],
         "skipped": skipped,
         "failed": failed,
+        "meaning": not_run_meaning(
+            [(c["evaluator"], c["kind"], c.get("applies", True)) for c in skipped],
+            privacy_ran=any(
+                c["verdict"] != "NOT RUN" and c["kind"] == "privacy" for c in document["checks"]
+            ),
+        )
+        if skipped
+        else "",
     }
+
+
+# -- each check's reason in words -----------------------------------------------------------
+FIGURE_WORDS = {
+    "auc": "membership AUC (0.5 is a coin toss)",
+    "tpr_excess_at_fpr_1pct": "share of training patients recognised beyond chance at 1 % false "
+    "alarms",
+    "distinctive_copies": "exact copies of distinctive training records",
+    "exact_matches": "synthetic records identical to a training record",
+    "share": "share of synthetic records closer to a training than to a holdout patient (0.5 "
+    "expected)",
+    "attribute_tvd_mean": "mean distance (TVD) of the attributes' shares",
+    "attribute_tvd_max": "largest distance (TVD) of one attribute's shares",
+    "channel_tvd_mean": "mean distance (TVD) of the measurement values",
+    "channel_tvd_max": "largest distance (TVD) of one measurement's values",
+    "channel_ks_max": "largest KS distance of one measurement's values",
+    "condition_prevalence_diff_max": "largest difference in a condition's prevalence",
+    "cramers_v_diff_mean": "mean difference of the associations (Cramér's V)",
+    "cramers_v_diff_max": "largest difference of an association (Cramér's V)",
+    "correlation_diff_mean": "mean difference of the correlations",
+    "correlation_diff_max": "largest difference of a correlation",
+    "events_per_patient_tvd": "distance (TVD) of the number of events per patient",
+    "gap_tvd": "distance (TVD) of the days between visits",
+    "gap_ks": "KS distance of the days between visits",
+    "channel_share_tvd": "distance (TVD) of each measurement's share of the events",
+    "lag1_diff_max": "largest difference of a measurement's visit-to-visit persistence",
+    "lag1_diff_mean": "mean difference of the measurements' visit-to-visit persistence",
+    "slope_diff_max": "largest difference of a measurement's median trend (share of its range "
+    "per year)",
+    "slope_ks_max": "largest KS distance of a measurement's trends",
+    "auc_gap": "AUC lost by training on synthetic instead of real patients",
+    "auc_synthetic": "AUC of a model trained on synthetic patients, on real holdout patients",
+    "auc_real": "AUC of a model trained on real patients, on real holdout patients",
+    "auc_ratio": "AUC of the synthetic-trained model over the real-trained one",
+    "under_represented_groups": "groups under-represented",
+    "distorted_groups": "groups distorted",
+    "flagged_groups": "groups flagged",
+}
+FIGURE_WORDS_BY_EVALUATOR = {
+    ("attribute_disclosure", "risk"): "success inferring a training patient's secret, beyond "
+    "holdout patients",
+    ("singling_out", "risk"): "share of predicates that isolate one training patient, beyond "
+    "holdout patients",
+    ("linkability", "risk"): "success linking two views of a training patient, beyond holdout "
+    "patients",
+    ("record_matches", "risk"): "share of synthetic records that nearly copy a training record, "
+    "beyond holdout records",
+}
+RULE_WORDS = {
+    "<=": "allowed at most",
+    "<": "must stay below",
+    ">=": "must be at least",
+    ">": "must exceed",
+}
+
+
+def figure_words(evaluator: str, metric: str) -> str:
+    """What a check's figure measures, in words (the metric's name when none are written)."""
+    return FIGURE_WORDS_BY_EVALUATOR.get(
+        (evaluator, metric), FIGURE_WORDS.get(metric, metric.replace("_", " "))
+    )
+
+
+def _figure(document: Mapping[str, Any], evaluator: str, metric: str) -> Any:
+    for r in document.get("results", []):
+        if r["name"] == evaluator:
+            return r["metrics"].get(metric)
+    return None
+
+
+def plain_reason(check: Mapping[str, Any], document: Mapping[str, Any]) -> str:
+    """A check's reason for people.
+
+    A check that ran reads ``"<what the figure measures>: <value> (at least <bound> with 95 %
+    confidence), allowed at most <threshold>"``: the estimate first, then the end of its
+    interval the rule reads, if it reads one. A check that did not run keeps its reason, which
+    is already in words.
+    """
+    from medsynth.report.html import fmt
+
+    if check["verdict"] == "NOT RUN" or check.get("value") is None:
+        return check["reason"]
+    what = figure_words(check["evaluator"], check["metric"])
+    rule = f"{RULE_WORDS.get(check['op'], check['op'])} {fmt(float(check['threshold']))}"
+    if check.get("minus_baseline"):
+        base = "two real samples" if check.get("kind") != "privacy" else "the control"
+        return f"{what}, beyond {base}: {fmt(float(check['value']))}, {rule}"
+    figure = _figure(document, check["evaluator"], check["metric"])
+    statistic = check.get("statistic", "value")
+    if statistic == "value" or not isinstance(figure, Mapping):
+        return f"{what}: {fmt(float(check['value']))}, {rule}"
+    one_sided = 100 * (1 + float(figure.get("confidence", 0.95))) / 2
+    bound = "at least" if statistic == "ci_low" else "at most"
+    return (
+        f"{what}: {fmt(figure.get('value'))} ({bound} {fmt(float(check['value']))} with "
+        f"{fmt(one_sided)} % confidence), {rule}"
+    )

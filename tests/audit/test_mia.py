@@ -53,6 +53,8 @@ def test_a_copy_of_the_training_data_is_found(attack):
     assert m["epsilon_lower_bound"] == m["epsilon_empirical"].ci_low <= m["epsilon_empirical"].value
     assert m["epsilon_accounted"] is None
     assert result.baseline["auc"] == 0.5
+    assert m["tpr_excess_at_fpr_1pct"].ci_low > 0.5  # most members flagged beyond chance
+    assert result.baseline["tpr_excess_at_fpr_1pct"] == 0.0
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -62,6 +64,7 @@ def test_fresh_draws_are_not_told_apart(attack):
     assert m["auc"].ci_low <= 0.5 <= m["auc"].ci_high
     assert m["epsilon_lower_bound"] < 0.5
     assert m["tpr_at_fpr_10pct"].ci_low <= 0.1 <= m["tpr_at_fpr_10pct"].ci_high
+    assert m["tpr_excess_at_fpr_1pct"].ci_low == 0.0
 
 
 def test_time_series_count_as_part_of_the_record():

@@ -83,13 +83,25 @@ def test_shipped_policies_validate_and_use_registered_evaluators(name):
 
 
 def test_strict_is_stricter_than_default():
+    """Every default check is in strict, reading the same figure at an end at least as
+    pessimistic (for an upper limit: ci_low, then the value, then ci_high) against a threshold
+    at least as tight."""
     default = {c.name: c for c in load_policy("default").checks}
     strict = {c.name: c for c in load_policy("strict").checks}
     assert default.keys() <= strict.keys()
+    order = {"ci_low": 0, "value": 1, "ci_high": 2}
     for name, c in default.items():
         s = strict[name]
-        assert s.op == c.op
-        assert (s.threshold <= c.threshold) if c.op in ("<", "<=") else (s.threshold >= c.threshold)
+        assert (s.evaluator, s.metric, s.op, s.minus_baseline) == (
+            c.evaluator,
+            c.metric,
+            c.op,
+            c.minus_baseline,
+        )
+        upper = c.op in ("<", "<=")
+        assert (s.threshold <= c.threshold) if upper else (s.threshold >= c.threshold)
+        sign = 1 if upper else -1
+        assert sign * order[s.statistic] >= sign * order[c.statistic], name
         assert s.required or not c.required
 
 
@@ -180,6 +192,26 @@ def test_not_run_reasons_and_required_checks():
     assert empty.verdict == NOT_RUN and "could not compute 'auc'" in empty.reason
 
 
+def test_an_attack_that_does_not_apply_to_the_schema_is_not_run_even_when_required():
+    from medsynth.audit.features import does_not_apply
+    from medsynth.audit.policy import headline
+
+    foreign = does_not_apply("linkability", "privacy", "schema 'x' has no patient attribute")
+    c = evaluate_check(spec(evaluator="linkability", metric="risk", required=True), foreign)
+    assert c.verdict == NOT_RUN and not c.applies and c.to_dict()["applies"] is False
+    assert c.reason == "'linkability' does not apply: schema 'x' has no patient attribute"
+    ran = evaluate_check(spec(), result(metrics={"auc": Estimate(0.5, 0.45, 0.55)}))
+    kinds = {"mia_dcr": "privacy", "linkability": "privacy"}
+    assert overall_verdict([ran, c], kinds=kinds) == PASS
+    assert headline(PASS, [ran, c], kinds) == (
+        "PASS: 1 of 2 checks ran and passed. 1 check did NOT RUN (1 privacy): c. A check that "
+        "did not run is no evidence either way: the privacy verdict rests on the attacks that "
+        "ran. linkability does not apply to this dataset schema as the policy configures it: "
+        "the schema lacks what it attacks (the reasons say what is missing)."
+    )
+    assert overall_verdict([c], kinds=kinds) == "INCOMPLETE"  # no privacy check ran at all
+
+
 def test_evaluate_policy_skips_disabled_evaluators_and_gives_the_verdict():
     policy = parse_policy(doc(), known_evaluators=KNOWN)
     fidelity = result("fidelity", {"attribute_tvd_mean": 0.5}, kind="fidelity")
@@ -220,3 +252,55 @@ def test_copy_of_training_data_fails_and_fresh_draws_pass_the_default_privacy_ch
     assert overall_verdict(evaluate_policy(policy, results(True))) == FAIL
     fresh = [c for c in evaluate_policy(policy, results(False)) if c.evaluator in by_eval]
     assert all(c.verdict == PASS for c in fresh)
+
+
+# -- the shipped default against leaks built from the simulator --------------------------------
+def privacy_only(name: str):
+    from medsynth.audit.run import evaluator_kind
+
+    doc = load_policy(name).to_dict()
+    keep = {
+        e for e in doc["evaluators"] if e != "mia_likelihood" and evaluator_kind(e) == "privacy"
+    }
+    doc["evaluators"] = {k: v for k, v in doc["evaluators"].items() if k in keep}
+    doc["checks"] = [c for c in doc["checks"] if c["evaluator"] in keep]
+    return parse_policy(doc)
+
+
+@pytest.fixture(scope="module")
+def draws_500(general_schema):
+    from tests.audit.leak_cohorts import draws
+
+    return draws(general_schema, 500, seed=0)
+
+
+def judge(policy, train, holdout, synthetic, schema):
+    from medsynth.audit.base import AuditInputs
+    from medsynth.audit.run import run_evaluators
+
+    results = run_evaluators(AuditInputs(train, holdout, synthetic, schema), policy)
+    return {c.name: c for c in evaluate_policy(policy, results)}, {r.name: r for r in results}
+
+
+COPIES = "privacy: exact copies of distinctive training records"
+
+
+def test_one_percent_verbatim_copies_at_500_fail_the_default(draws_500, general_schema):
+    from tests.audit.leak_cohorts import with_copies
+
+    train, holdout, fresh = draws_500
+    policy = privacy_only("default")
+    leaked = with_copies(fresh, train, 5, seed=0)
+    checks, results = judge(policy, train, holdout, leaked, general_schema)
+    assert results["record_matches"].metrics["exact_matches"] == 5
+    copies = checks[COPIES]
+    assert copies.verdict == FAIL and copies.value == 1.0  # at least 1 copy beyond chance
+    assert overall_verdict(list(checks.values())) == FAIL
+
+
+def test_honest_fresh_draws_at_500_pass_every_privacy_check(draws_500, general_schema):
+    train, holdout, fresh = draws_500
+    for name in ("default", "strict"):
+        checks, _ = judge(privacy_only(name), train, holdout, fresh, general_schema)
+        failed = [c.reason for c in checks.values() if c.verdict != PASS]
+        assert not failed, (name, failed)

@@ -264,7 +264,7 @@ def test_privacy_checks_that_did_not_run_are_in_the_banner(cohorts, tmp_path):
     html = (tmp_path / "a" / REPORT_HTML).read_text()
     banner = html[html.index("<header") : html.index("</header>")]
     assert "INCOMPLETE" in banner
-    assert "copies: evaluator &#39;exact_copies&#39; is not enabled" in banner
+    assert "copies &mdash; evaluator &#39;exact_copies&#39; is not enabled" in banner
 
 
 def test_a_missing_attack_module_is_not_run_with_its_reason(cohorts, monkeypatch, tmp_path):
