@@ -94,6 +94,7 @@ phase "simulate $PATIENTS general-adult patients" 30 \
 train() {
     local dev=$1 name=$2 limit=$3 before
     before=$(($(wc -c <"$LOG") + 1))
+    $PYTHON -m medsynth budget init --ledger "$WORK/ledger-$name.jsonl" >/dev/null
     # shellcheck disable=SC2086
     phase "train on $dev ($PATIENTS patients, epsilon 3, defaults $TRAIN_ARGS)" "$limit" \
         $PYTHON -m medsynth train "$WORK/cohort" --epsilon 3 --out "$WORK/$name" \

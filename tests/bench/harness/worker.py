@@ -43,13 +43,17 @@ def run(job: dict) -> dict:
         # PRV accounting at this epsilon takes minutes and gigabytes; RDP calibrates at once.
         epsilon = NON_PRIVATE_EPSILON
         config = dataclasses.replace(config, accountant="rdp")
+    from medsynth.privacy.ledger import DEFAULT_CAP, Ledger
+
+    # Each job runs on its own, new ledger, capped at what the job spends.
+    ledger = Ledger.create(out / "ledger", default_cap=max(epsilon, DEFAULT_CAP))
     start = time.perf_counter()
     train(
         cohort,
         epsilon=epsilon,
         delta=float(job["delta"]),
         out=out / "model",
-        ledger=out / "ledger",
+        ledger=ledger,
         random_state=int(job["seed"]),
         device="cpu",
         progress=False,
