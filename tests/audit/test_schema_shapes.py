@@ -10,7 +10,8 @@ import json
 from medsynth.audit.base import AuditInputs
 from medsynth.audit.policy import load_policy
 from medsynth.audit.reidentification import Linkability
-from medsynth.audit.run import REPORT_HTML, REPORT_JSON, run_audit, validate_report
+from medsynth.audit.run import REPORT_HTML, REPORT_JSON, validate_report
+from medsynth.pipeline.audit import run_audit
 from medsynth.schema import DatasetSchema, parse_schema
 from medsynth.simulate import simulate
 from tests.conftest import minimal_doc

@@ -10,7 +10,8 @@ import pytest
 
 from medsynth.audit.base import AuditInputs
 from medsynth.audit.policy import load_policy, parse_policy
-from medsynth.audit.run import REPORT_HTML, REPORT_JSON, run_audit
+from medsynth.audit.run import REPORT_HTML, REPORT_JSON
+from medsynth.pipeline.audit import run_audit
 from medsynth.report.html import fmt, number
 from medsynth.report.words import plain_reason
 
