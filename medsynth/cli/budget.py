@@ -230,7 +230,13 @@ def _dataset_report(book: Any, fp: str, events: list[Any]) -> dict[str, Any]:
         if e.type == "charge"
     ]
     caps = [{"id": e.id, "time": e.time, **e.payload} for e in mine if e.type == "cap"]
-    return {**book.summary(fp).to_dict(), "releases": releases, "caps": caps}
+    patients = len({k for e in mine if e.type == "dataset" for k in e.payload["keys"]})
+    return {
+        **book.summary(fp).to_dict(),
+        "patients_registered": patients,
+        "releases": releases,
+        "caps": caps,
+    }
 
 
 def _dataset_text(item: dict[str, Any]) -> str:
@@ -244,7 +250,8 @@ def _dataset_text(item: dict[str, Any]) -> str:
     lines = [
         f"dataset {item['dataset']}",
         f"  {limit}; spent epsilon {item['spent_epsilon']:.6g}, "
-        f"delta {item['spent_delta']:.3g} in {item['charges']} release(s)",
+        f"delta {item['spent_delta']:.3g} in {item['charges']} release(s); "
+        f"{item['patients_registered']} patients recognised as this dataset's",
     ]
     for r in item["releases"]:
         artifact = (r["model_sha256"] or "none (run failed or still running)")[:16]

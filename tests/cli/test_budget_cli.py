@@ -76,9 +76,10 @@ def test_cap_show_verify(ledger):
 def test_a_dataset_without_its_own_cap_has_the_default_cap(ledger, tmp_path):
     empty = run("show", "--ledger", str(ledger))
     assert empty.exit_code == 0 and "no caps or releases" in empty.output
-    Ledger(ledger).charge(FP, record(1.0))
+    Ledger(ledger).charge(FP, record(1.0), patients=["p1", "p2", "p3"])
     result = run("show", "--ledger", str(ledger))
     assert "default cap 8, left 7" in result.output, result.output
+    assert "3 patients recognised as this dataset's" in result.output
     with pytest.raises(BudgetError, match="the ledger's default cap 8"):
         Ledger(ledger).charge(FP, record(7.5))
 
