@@ -60,3 +60,14 @@ def test_secure_rng_is_refused_clearly_when_unavailable(tmp_path):
     assert result.exit_code == 1 and "--secure-rng is unavailable" in result.output
     assert "torchcsprng" in result.output and "nothing was charged" in result.output
     assert ledger.spent(fingerprint) == 0.0 and not (tmp_path / "m").exists()
+
+
+def test_a_delta_above_one_over_n_exits_1_and_charges_nothing(tmp_path):
+    cohort_dir = tmp_path / "cohort"
+    simulate(small_schema(), 40, random_state=3).save(cohort_dir)
+    fingerprint = Cohort.load(cohort_dir).source.fingerprint
+    ledger = Ledger.create(tmp_path / "ledger.jsonl")
+    args = ["train", str(cohort_dir), "--ledger", str(ledger.path), "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(cli, [*args, "--epsilon", "3", "--delta", "0.5", "--no-progress"])
+    assert result.exit_code == 1 and "above 1/N = 0.025 for 40 patients" in result.output
+    assert ledger.spent(fingerprint) == 0.0 and not (tmp_path / "m").exists()
