@@ -16,8 +16,6 @@ write, like numbers out of range, cost only their resource. Files are opened rea
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from typing import IO, Any
 
 import orjson
 
+from medsynth.core.canonical import canonical_json
+from medsynth.core.hashing import hash_file, sha256_hex
 from medsynth.errors import DataError
 from medsynth.fhir.read_json import (
     BAD_JSON,
@@ -161,18 +161,13 @@ def find_inputs(sources: Iterable[str | Path]) -> list[InputFile]:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes as stored (compressed files are hashed compressed)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path)
 
 
 def fingerprint(digests: Iterable[tuple[str, str]]) -> str:
-    """sha256 over the sorted (relative path, file sha256) pairs: where the files sit does not
-    matter, their names and bytes do."""
-    payload = json.dumps(sorted(digests), separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """sha256 of the canonical JSON of the sorted (relative path, file sha256) pairs: where the
+    files sit does not matter, their names and bytes do."""
+    return sha256_hex(canonical_json([list(pair) for pair in sorted(digests)]))
 
 
 # -- streaming -------------------------------------------------------------------------------------

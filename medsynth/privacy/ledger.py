@@ -25,7 +25,6 @@ held to the ledger's default cap (:data:`DEFAULT_CAP` unless ``budget init`` set
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -41,6 +40,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from medsynth.core.canonical import JCS, LEGACY, NotCanonicalError, canonical_json
+from medsynth.core.hashing import sha256_hex
 from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
 from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
 from medsynth.privacy.installation import create_installation_key, installation_key, mac
@@ -163,8 +163,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+_sha = sha256_hex
 
 
 def _check_dataset(dataset: Any) -> str:
