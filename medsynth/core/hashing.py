@@ -17,7 +17,7 @@ from medsynth.errors import DataError
 
 __all__ = ["digest_file", "hash_file", "hash_tree", "sha256_hex", "tree_digest", "tree_files"]
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # 256 KiB: flat memory while hashing large inputs
 
 
 def sha256_hex(data: bytes) -> str:
