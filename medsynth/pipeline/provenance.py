@@ -31,7 +31,7 @@ from medsynth.models.artifact import (
     model_sha256,
     read_privacy_document,
 )
-from medsynth.privacy.accounting import PrivacyRecord
+from medsynth.privacy.accounting import DOCUMENT_FIELDS, PrivacyRecord
 from medsynth.privacy.ledger import Ledger
 
 __all__ = [
@@ -43,7 +43,8 @@ __all__ = [
     "model_identity",
 ]
 
-_RECORD_ONLY = ("format", "model_sha256", "releasable", "label")
+# Fields around the DP parameters: privacy.json's document fields and the ledger's label.
+_NOT_PARAMETERS = DOCUMENT_FIELDS | {"label"}
 
 
 def check_release_record(doc: Mapping[str, Any], where: Path) -> None:
@@ -150,10 +151,7 @@ def _model_link(model: Path) -> tuple[Link, str, Mapping[str, Any] | None]:
             doc,
         )
     try:
-        record = PrivacyRecord.from_dict(
-            {k: v for k, v in doc.items() if k not in _RECORD_ONLY},
-            where=str(model / "privacy.json"),
-        )
+        record = PrivacyRecord.from_dict(dict(doc), where=str(model / "privacy.json"))
         again = record.verify()
     except MedsynthError as exc:
         return Link(f"privacy.json of {model}", actual, False, str(exc)), actual, doc
@@ -177,10 +175,11 @@ def _ledger_link(
     if len(settled) != 1:
         why = "no artifact event names this model" if not settled else "several events name it"
         return Link(what, None, False, why)
-    charge = book.charge_of(settled[0])
+    charge_id = settled[0].payload.get("charge_id")
+    charge = next(e for e in events if e.type == "charge" and e.id == charge_id)
     if record is not None and record.get("format") is not None:
-        stated = {k: v for k, v in record.items() if k not in _RECORD_ONLY}
-        charged = {k: v for k, v in charge.payload.items() if k not in _RECORD_ONLY}
+        stated = {k: v for k, v in record.items() if k not in _NOT_PARAMETERS}
+        charged = {k: v for k, v in charge.payload.items() if k not in _NOT_PARAMETERS}
         if stated != charged:
             diff = sorted(k for k in set(stated) | set(charged) if stated.get(k) != charged.get(k))
             return Link(what, ref, False, f"charge {charge.id} differs in {', '.join(diff)}")

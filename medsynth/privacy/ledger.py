@@ -43,6 +43,7 @@ from medsynth.core.canonical import JCS, LEGACY, NotCanonicalError, canonical_js
 from medsynth.core.hashing import sha256_hex
 from medsynth.errors import BudgetError, LedgerIntegrityError, LedgerMissingError, MedsynthError
 from medsynth.privacy.accounting import COMPOSITION, PrivacyRecord
+from medsynth.privacy.identity import identity_keys, recognise
 from medsynth.privacy.installation import create_installation_key, installation_key, mac
 from medsynth.privacy.ledger_head import REPAIR, check_head, write_head
 
@@ -311,8 +312,6 @@ class Ledger:
         def prepare(events: list[LedgerEvent]) -> list[tuple[str, str, dict[str, Any]]]:
             out: list[tuple[str, str, dict[str, Any]]] = []
             if ids is not None:
-                from medsynth.privacy.identity import identity_keys
-
                 keys = identity_keys(ids)
                 registered = _registered(events)
                 _check_identity(keys, dataset, registered)
@@ -352,17 +351,6 @@ class Ledger:
 
         payload = {"charge_id": charge_id, "model_sha256": model_sha256}
         return self._append("artifact", payload, prepare)
-
-    def artifact_events(self, model_sha256: str) -> list[LedgerEvent]:
-        """The artifact events that record ``model_sha256`` (one for a model trained here)."""
-        return [e for e in self._load() if e.model_sha256 == model_sha256]
-
-    def charge_of(self, artifact: LedgerEvent) -> LedgerEvent:
-        """The charge event an artifact event settles."""
-        for e in self._load():
-            if e.type == "charge" and e.id == artifact.payload.get("charge_id"):
-                return e
-        raise LedgerIntegrityError(f"{self.path}: artifact event {artifact.id} names no charge")
 
     # -- file handling -------------------------------------------------------------------------
     def _load(self) -> list[LedgerEvent]:
@@ -482,8 +470,6 @@ def _registered(events: list[LedgerEvent]) -> dict[str, set[str]]:
 
 def _check_identity(keys: list[str], dataset: str, registered: dict[str, set[str]]) -> None:
     """Refuse a cohort that is mostly the patients of a dataset registered under another name."""
-    from medsynth.privacy.identity import recognise
-
     others = {name: k for name, k in registered.items() if name != dataset}
     for overlap in recognise(keys, others):
         if overlap.same:
