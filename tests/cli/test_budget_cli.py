@@ -39,6 +39,9 @@ def test_init_starts_a_ledger_once_and_nothing_opens_one_implicitly(tmp_path):
         result = run(*args, "--ledger", str(path))
         assert result.exit_code == 3 and "budget init" in result.output, (args, result.output)
         assert not path.exists()
+    bad = run("init", "--ledger", str(path), "--default-cap", "-1")
+    assert bad.exit_code == 1 and "default cap must be a finite number > 0" in bad.output
+    assert not path.exists()
     assert run("init", "--ledger", str(path)).exit_code == 0
     again = run("init", "--ledger", str(path))
     assert again.exit_code == 1 and "never started over" in again.output

@@ -32,6 +32,18 @@ def test_fit_refuses_without_an_explicit_ledger(tiny_schema, tmp_path):
         Synthesizer(epsilon=1.0, ledger=tmp_path / "l.jsonl").sample(2)
 
 
+def test_a_loaded_synthesizer_saves_a_copy_but_never_over_a_folder(released, tmp_path):
+    synth = Synthesizer.load(released / "model", device="cpu")
+    copied = synth.save(tmp_path / "copy")
+    assert sorted(p.name for p in copied.iterdir()) == sorted(
+        p.name for p in (released / "model").iterdir()
+    )
+    with pytest.raises(DataError, match="exists; choose a new folder"):
+        synth.save(tmp_path / "copy")
+    with pytest.raises(MedsynthError, match="no privacy ledger given"):
+        synth.fit(synth.sample(5), out=tmp_path / "again")  # a loaded model is never retrained
+
+
 def test_pandas_tables_in_need_a_schema(tiny_schema):
     cohort = simulate(tiny_schema, 12, random_state=0)
     again = as_cohort(

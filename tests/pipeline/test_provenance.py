@@ -3,7 +3,6 @@ model hash; each is checked against the others, and records from medsynth 0.1 st
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,60 +14,12 @@ from medsynth.cli import cli as main
 from medsynth.core.canonical import JCS, canonical_form_of, canonical_json
 from medsynth.errors import DataError
 from medsynth.models.artifact import load_model, model_sha256
-from medsynth.models.network import NetworkConfig
-from medsynth.models.plan import TrainConfig
-from medsynth.pipeline.audit import run_audit
-from medsynth.pipeline.generate import generate_cohort, release_info
+from medsynth.pipeline.generate import generate_cohort
 from medsynth.pipeline.provenance import check_chain, model_identity
-from medsynth.pipeline.train import train
 from medsynth.privacy.ledger import Ledger
-from medsynth.report.signing import generate_keypair, verify_report
-from medsynth.simulate import simulate
+from medsynth.report.signing import verify_report
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy-0.1.0"
-TINY = TrainConfig(
-    network=NetworkConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32),
-    accountant="rdp",
-    pretrain_patients=0,
-    epochs=2,
-)
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory, tiny_schema):
-    """A tiny release: model, ledger, FHIR export and signed audit report."""
-    from medsynth.audit.base import AuditInputs
-    from medsynth.audit.policy import load_policy
-    from medsynth.fhir.write import write_fhir
-
-    root = tmp_path_factory.mktemp("release")
-    real = simulate(tiny_schema, 160, random_state=4)
-    train_side, holdout = real.split(0.25, random_state=0)
-    ledger = Ledger.create(root / "ledger.jsonl").path
-    model = train(
-        train_side,
-        epsilon=4.0,
-        delta=1e-4,
-        out=root / "model",
-        ledger=ledger,
-        config=dataclasses.replace(TINY, batch_size=40),
-        progress=False,
-    )
-    loaded = load_model(model)
-    synthetic = generate_cohort(loaded, 60, random_state=1)
-    write_fhir(synthetic, root / "fhir", manifest_extra=release_info(loaded))
-    key, _ = generate_keypair(root / "keys")
-    run_audit(
-        AuditInputs(train_side, holdout, synthetic, tiny_schema, model_dir=model),
-        load_policy("default"),
-        out_dir=root / "report",
-        key_path=key,
-        progress=False,
-        ledger=ledger,
-    )
-    return root
-
-
 def copy_release(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.lock"))
     return dst
@@ -144,6 +95,11 @@ def test_records_naming_another_model_fail_the_chain(released, tmp_path):
     empty = Ledger.create(tmp_path / "other-ledger.jsonl")
     chain = check_chain(model=root / "model", ledger=empty)
     assert not chain.ok and "no artifact event names this model" in chain.links[-1].note
+
+
+def test_nothing_given_is_no_proof(released):
+    chain = check_chain()
+    assert not chain.ok and chain.links == () and chain.model_sha256 is None
 
 
 def test_report_verify_and_budget_verify_check_the_chain(released, tmp_path):
