@@ -17,6 +17,7 @@ file (:func:`medsynth.models.artifact.legacy_artifact_sha256`), which is checked
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,9 +61,17 @@ def check_release_record(doc: Mapping[str, Any], where: Path) -> None:
             "ceiling) and is not releasable; train one with 'medsynth train --epsilon E'"
         )
     try:
-        PrivacyRecord.from_dict(dict(doc), where=str(where)).verify()
+        record = PrivacyRecord.from_dict(dict(doc), where=str(where))
+        _verify_once(record)
     except MedsynthError as exc:
         raise DataError(f"{where}: the privacy record does not hold: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _verify_once(record: PrivacyRecord) -> None:
+    """``record.verify()``, once per distinct record in a process (the accountant is the cost:
+    loading a model and then generating from it checks the same record twice)."""
+    record.verify()
 
 
 def model_identity(model_dir: str | Path | None) -> dict[str, Any] | None:

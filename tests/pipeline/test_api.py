@@ -69,3 +69,17 @@ def test_a_model_trained_without_privacy_is_not_released(tiny_schema, tmp_path):
     assert not model.releasable and model.epsilon == float("inf")
     with pytest.raises(DataError, match="not releasable"):
         generate_cohort(path, 3)
+
+
+def test_a_release_record_is_recomputed_once_per_process(released, monkeypatch):
+    from medsynth.pipeline import provenance
+    from medsynth.pipeline.generate import generate_cohort, load_release
+    from medsynth.privacy.accounting import PrivacyRecord
+
+    calls = []
+    real = PrivacyRecord.verify
+    monkeypatch.setattr(PrivacyRecord, "verify", lambda self: calls.append(1) or real(self))
+    provenance._verify_once.cache_clear()
+    model = load_release(released / "model", device="cpu")
+    generate_cohort(model, 3)  # checks the same record again
+    assert len(calls) == 1
