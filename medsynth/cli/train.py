@@ -23,7 +23,12 @@ DEFAULT_MODE = "ew"
 @click.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @schema_option(required=False)
-@click.option("--epsilon", type=float, required=True, help="Target epsilon (patient-level).")
+@click.option(
+    "--epsilon",
+    type=float,
+    default=None,
+    help="Target epsilon (patient-level); required unless --non-private.",
+)
 @click.option(
     "--delta",
     type=float,
@@ -38,12 +43,17 @@ DEFAULT_MODE = "ew"
     help="Privacy ledger file; default $MEDSYNTH_LEDGER, else ledger.jsonl in the user data "
     "folder (the command prints which one it charged).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="DP-SGD epochs.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="DP-SGD epochs; default chosen by the rule from N and epsilon (see --plan).",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Expected Poisson batch (patients per step); default min(N/4, 512).",
+    help="Expected Poisson batch (patients per step); default chosen by the rule (see --plan).",
 )
 @click.option(
     "--pretrain-patients",
@@ -94,6 +104,19 @@ DEFAULT_MODE = "ew"
     is_flag=True,
     help="Show the training loss on the progress bar (a figure of the private data).",
 )
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print what the rule chooses for this cohort (sigma, sample rate, steps, delta, model "
+    "size) and the dataset's remaining budget, then stop: nothing is trained or charged.",
+)
+@click.option(
+    "--non-private",
+    is_flag=True,
+    help="Benchmark ceiling: the same training without noise, charged to no ledger; the model "
+    "is marked not releasable and generate/export refuse it. Takes no --epsilon.",
+)
 @overwrite_option
 @progress_option
 def train(
@@ -114,6 +137,8 @@ def train(
     dataset,
     secure_rng,
     verbose,
+    plan_only,
+    non_private,
     overwrite,
     progress,
 ) -> None:
@@ -129,38 +154,83 @@ def train(
     from medsynth.privacy.ledger import default_ledger_path
     from medsynth.sources import open_source
 
+    if non_private and epsilon is not None:
+        raise click.UsageError("--non-private takes no --epsilon: it gives no guarantee")
+    if not non_private and epsilon is None:
+        raise click.UsageError("--epsilon is required (or --non-private for a benchmark ceiling)")
+    if non_private and (secure_rng or dataset):
+        raise click.UsageError("--non-private draws no noise and charges no dataset")
     ledger = ledger if ledger is not None else default_ledger_path()
     opened = open_source(sources, schema, progress=progress)
     cohort = opened.cohort
+    config = TrainConfig(
+        accountant=accountant,
+        grad_sample_mode=grad_sample_mode,
+        epochs=epochs,
+        batch_size=batch_size,
+        pretrain_patients=pretrain_patients,
+    )
+    if plan_only:
+        _print_plan(cohort, epsilon, delta, config, None if non_private else ledger, dataset)
+        return
     path = run(
         cohort,
         epsilon=epsilon,
         delta=delta,
         out=out,
-        ledger=ledger,
-        epochs=epochs,
-        batch_size=batch_size,
+        ledger=None if non_private else ledger,
         device=device,
         random_state=seed,
         verbose=verbose,
         secure_rng=secure_rng,
-        pretrain_patients=pretrain_patients,
         progress=progress,
         overwrite=overwrite,
         label=label,
         dataset=dataset,
-        config=TrainConfig(accountant=accountant, grad_sample_mode=grad_sample_mode),
+        config=config,
+        non_private=non_private,
     )
-    if _is_main():
-        from medsynth.models.artifact import load_model
+    if not _is_main():
+        return
+    from medsynth.models.artifact import load_model
 
-        model = load_model(path)
+    model = load_model(path)
+    if non_private:
         click.echo(
-            f"model written to {path} ({cohort.n_patients} patients, epsilon "
-            f"{model.epsilon:.4g} at delta {model.delta:.3g}, accountant "
-            f"{model.privacy['accountant']}, model sha256 {model.sha256[:16]}; charged to "
-            f"{ledger})"
+            f"NON-PRIVATE model written to {path} ({cohort.n_patients} patients, model sha256 "
+            f"{model.sha256[:16]}): a benchmark ceiling, not releasable; nothing was charged"
         )
+        return
+    click.echo(
+        f"model written to {path} ({cohort.n_patients} patients, epsilon "
+        f"{model.epsilon:.4g} at delta {model.delta:.3g}, accountant "
+        f"{model.privacy['accountant']}, model sha256 {model.sha256[:16]}; charged to "
+        f"{ledger})"
+    )
+
+
+def _print_plan(cohort, epsilon, delta, config, ledger, dataset) -> None:
+    """``--plan``: the rule's choices for N patients and the dataset's remaining budget."""
+    from medsynth.pipeline.train import plan_run
+    from medsynth.privacy.ledger import Ledger
+
+    plan = plan_run(cohort.n_patients, cohort.schema, epsilon=epsilon, delta=delta, config=config)
+    for line in plan.lines():
+        click.echo(line)
+    if ledger is None:
+        return
+    name = dataset or cohort.source.budget_name
+    if not Path(ledger).exists():
+        click.echo(f"budget: no ledger at {ledger} (start one with 'medsynth budget init')")
+        return
+    summary = Ledger(Path(ledger)).summary(name)
+    left = summary.remaining
+    line = f"budget of dataset {name!r}: spent {summary.spent_epsilon:.4g}"
+    line += f" of cap {summary.cap:g}, {left:.4g} left" if left is not None else ", no cap"
+    if plan.record is not None:
+        fits = left is None or plan.record.epsilon <= left
+        line += f"; this run ({plan.record.epsilon:.4g}) would {'fit' if fits else 'NOT fit'}"
+    click.echo(line)
 
 
 def _is_main() -> bool:

@@ -1,11 +1,15 @@
-"""Training hyper-parameters and how their defaults follow from public facts.
+"""Training hyper-parameters and the rule that chooses them from public quantities.
 
-:class:`TrainConfig` groups every knob of :func:`medsynth.pipeline.train.train`.
-:func:`plan_schedule` turns it and the cohort size into the DP-SGD schedule: the Poisson sample
-rate is ``1/k`` for a whole number ``k`` of steps per epoch (so Opacus' data loader, accountant
-and ours agree exactly), and the step count is ``epochs * k``. Only the number of patients is
-read from the data, as in every DP-SGD implementation that derives a sample rate from a batch
-size; nothing else about the cohort shapes the schedule.
+:class:`TrainConfig` groups every knob of :func:`medsynth.pipeline.train.train`. Its fields
+left at ``None`` (expected batch, epochs, learning rate, pretraining patients) are filled by
+:func:`resolve_config`, the documented rule of ``docs/training.md``: a pure function of the
+number of patients N, the target epsilon (None for the non-private benchmark mode) and the
+public schema. It never reads a record; delta enters through the noise calibration
+(:func:`medsynth.privacy.planning.plan_privacy`), not here.
+
+:func:`plan_schedule` turns a resolved configuration into the DP-SGD schedule: the Poisson
+sample rate is ``1/k`` for a whole number ``k`` of steps per epoch (so Opacus' data loader,
+accountant and ours agree exactly), and the step count is ``epochs * k``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ __all__ = [
     "Schedule",
     "TrainConfig",
     "plan_schedule",
+    "resolve_config",
     "resolve_pretraining",
+    "rule_schedule",
 ]
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
@@ -39,9 +45,9 @@ DEFAULT_PRETRAIN_PATIENTS = 2000
 class TrainConfig:
     """Hyper-parameters of one training run (defaults sized for small and mid cohorts)."""
 
-    epochs: int = 20
-    batch_size: int | None = None  # expected Poisson batch; None: min(N/4, 512)
-    learning_rate: float = 1e-2  # 3e-3 measured worse on flchain and pbcseq (docs/benchmarks.md)
+    epochs: int | None = None  # None: the rule (rule_schedule)
+    batch_size: int | None = None  # expected Poisson batch; None: the rule
+    learning_rate: float | None = None  # None: the rule
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "ew"  # fastest measured on CPU; see docs/performance.md
@@ -58,10 +64,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
+        if self.learning_rate is not None and not (
+            math.isfinite(self.learning_rate) and self.learning_rate > 0
+        ):
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
@@ -99,13 +109,86 @@ class Schedule:
         return self.steps_per_epoch * self.epochs
 
 
-def plan_schedule(config: TrainConfig, n_patients: int) -> Schedule:
-    """Steps per epoch from the expected batch size (default ``min(N/4, 512)``)."""
+# -- the rule ----------------------------------------------------------------------------------
+# Every constant below is a public choice made once for all datasets (docs/training.md, "How
+# the defaults are chosen"); none was fitted to a known dataset.
+BATCH_SHARE = 4  # expected batch N / 4 ...
+MAX_BATCH = 512  # ... up to this many patients
+DP_EPOCHS = 20  # passes over the cohort in expectation under DP-SGD
+DP_LEARNING_RATE = 1e-2
+NONPRIVATE_MIN_STEPS = 1000  # the non-private ceiling trains at least this many steps ...
+NONPRIVATE_EPOCHS = 20  # ... and at least this many epochs
+NONPRIVATE_LEARNING_RATE = 1e-2
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """What :func:`rule_schedule` chose, with the reason of each figure (for ``--plan``)."""
+
+    steps_per_epoch: int  # the Poisson sample rate is 1 / steps_per_epoch
+    epochs: int
+    learning_rate: float
+    reasons: tuple[str, ...]
+
+
+def rule_schedule(n_patients: int, epsilon: float | None) -> RuleChoice:
+    """Sample rate, epochs and learning rate from N and epsilon alone.
+
+    Args:
+        n_patients: the cohort size N (the one figure of the data the rule reads; a DP-SGD
+            sample rate is always derived from it).
+        epsilon: the target epsilon; None for the non-private benchmark mode.
+    """
     if n_patients < 2:
         raise MedsynthError(f"training needs at least 2 patients, the cohort has {n_patients}")
-    batch = config.batch_size or min(max(1, n_patients // 4), 512)
-    batch = min(batch, n_patients)
-    return Schedule(steps_per_epoch=max(1, round(n_patients / batch)), epochs=config.epochs)
+    k = max(BATCH_SHARE, math.ceil(n_patients / MAX_BATCH))
+    reasons = [
+        f"sample rate 1/{k}: expected batch N/{k} = {n_patients / k:.0f} patients "
+        f"(N/{BATCH_SHARE}, at most {MAX_BATCH})"
+    ]
+    if epsilon is None:
+        epochs = max(NONPRIVATE_EPOCHS, math.ceil(NONPRIVATE_MIN_STEPS / k))
+        reasons.append(
+            f"non-private: {epochs} epochs, at least {NONPRIVATE_MIN_STEPS} steps and "
+            f"{NONPRIVATE_EPOCHS} epochs (without noise more steps only fit better)"
+        )
+        return RuleChoice(k, epochs, NONPRIVATE_LEARNING_RATE, tuple(reasons))
+    reasons.append(f"{DP_EPOCHS} epochs under DP-SGD")
+    return RuleChoice(k, DP_EPOCHS, DP_LEARNING_RATE, tuple(reasons))
+
+
+def resolve_config(
+    config: TrainConfig,
+    *,
+    n_patients: int,
+    epsilon: float | None,
+    schema: DatasetSchema,
+) -> TrainConfig:
+    """``config`` with epochs, learning rate and pretraining chosen by the rule where None.
+
+    The expected batch stays None when not given: :func:`plan_schedule` then takes the rule's
+    sample rate.
+    """
+    choice = rule_schedule(n_patients, epsilon)
+    filled = replace(
+        config,
+        epochs=config.epochs or choice.epochs,
+        learning_rate=config.learning_rate or choice.learning_rate,
+    )
+    return resolve_pretraining(filled, schema)
+
+
+def plan_schedule(config: TrainConfig, n_patients: int) -> Schedule:
+    """The schedule: ``k`` steps per epoch from the expected batch (``round(N / batch)``), or
+    the rule's ``k`` when the batch is None; epochs from the configuration (default the DP
+    rule's)."""
+    if n_patients < 2:
+        raise MedsynthError(f"training needs at least 2 patients, the cohort has {n_patients}")
+    if config.batch_size:
+        k = max(1, round(n_patients / min(config.batch_size, n_patients)))
+    else:
+        k = rule_schedule(n_patients, None).steps_per_epoch
+    return Schedule(steps_per_epoch=k, epochs=config.epochs or DP_EPOCHS)
 
 
 def resolve_pretraining(config: TrainConfig, schema: DatasetSchema) -> TrainConfig:
@@ -123,12 +206,3 @@ def resolve_pretraining(config: TrainConfig, schema: DatasetSchema) -> TrainConf
         return config
     repeated = schema.limits.max_events_per_channel > 1
     return replace(config, pretrain_patients=DEFAULT_PRETRAIN_PATIENTS if repeated else 0)
-
-
-def default_batch_note(n_patients: int) -> str:
-    """Human-readable account of the default batch for ``n_patients`` (for docs and logs)."""
-    s = plan_schedule(TrainConfig(), n_patients)
-    return (
-        f"{n_patients} patients: {s.steps_per_epoch} steps per epoch, sample rate "
-        f"{s.sample_rate:.4g}, expected batch {math.floor(n_patients * s.sample_rate)}"
-    )

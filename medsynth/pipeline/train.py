@@ -38,14 +38,14 @@ from medsynth.errors import MedsynthError
 from medsynth.models.artifact import build_network, save_artifact
 from medsynth.models.device import resolve_device
 from medsynth.models.fit import GrammarTables, fit_nonprivate
-from medsynth.models.plan import TrainConfig, plan_schedule, resolve_pretraining
-from medsynth.privacy.accounting import default_delta
+from medsynth.models.plan import Schedule, TrainConfig, plan_schedule, resolve_config
+from medsynth.privacy.accounting import PrivacyRecord, default_delta
 from medsynth.privacy.distributed import distributed_context
 from medsynth.privacy.dpsgd import fit_private, require_secure_rng
 from medsynth.privacy.ledger import Ledger
 from medsynth.privacy.planning import check_targets, plan_privacy
 
-__all__ = ["open_ledger", "pretrain", "train"]
+__all__ = ["RunPlan", "open_ledger", "plan_run", "pretrain", "train"]
 
 
 def open_ledger(ledger: Ledger | str | Path) -> Ledger:
@@ -103,12 +103,86 @@ def pretrain(
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything a run will do, fixed before it reads a record: the resolved configuration,
+    the schedule and (for a private run) the privacy record that will be charged."""
+
+    n_patients: int
+    config: TrainConfig
+    schedule: Schedule
+    record: PrivacyRecord | None  # None: the non-private benchmark mode
+
+    @property
+    def private(self) -> bool:
+        return self.record is not None
+
+    def lines(self) -> list[str]:
+        """The plan in words, one figure per line (``medsynth train --plan``)."""
+        from medsynth.models.plan import rule_schedule
+
+        c, s, r = self.config, self.schedule, self.record
+        net = c.network
+        out = [f"patients (N): {self.n_patients}"]
+        if r is None:
+            out.append("mode: NON-PRIVATE benchmark (no noise, no ledger charge, not releasable)")
+        else:
+            out += [
+                f"target epsilon: {r.target_epsilon:g} at delta {r.delta:g} "
+                f"(accountant {r.accountant})",
+                f"accounted epsilon: {r.epsilon:.4g}",
+                f"noise multiplier (sigma): {r.noise_multiplier:.4g}",
+                f"clipping norm: {r.max_grad_norm:g}",
+            ]
+        out += [
+            f"sample rate (q): {s.sample_rate:.4g} (expected batch "
+            f"{self.n_patients * s.sample_rate:.0f} patients)",
+            f"steps: {s.steps} ({s.epochs} epochs of {s.steps_per_epoch})",
+            f"learning rate: {c.learning_rate:g}",
+            f"model: {net.n_layers} layers, width {net.d_model}, {net.n_heads} heads, "
+            f"feed-forward {net.d_ff}",
+            f"pretraining on simulated public patients: {c.pretrain_patients}"
+            + (f" ({c.pretrain_epochs} epochs)" if c.pretrain_patients else ""),
+        ]
+        rule = rule_schedule(self.n_patients, r.target_epsilon if r else None)
+        out += [f"rule: {why}" for why in rule.reasons]
+        return out
+
+
+def plan_run(
+    n_patients: int,
+    schema,
+    *,
+    epsilon: float | None,
+    delta: float | None = None,
+    config: TrainConfig | None = None,
+    world_size: int = 1,
+) -> RunPlan:
+    """The plan of a run on ``n_patients`` patients: reads N, never a record; charges nothing.
+
+    ``epsilon`` None plans the non-private benchmark mode. Raises the same errors a run would
+    (epsilon out of range, delta above 1/N, an epsilon the noise search cannot reach).
+    """
+    config = resolve_config(
+        config or TrainConfig(), n_patients=n_patients, epsilon=epsilon, schema=schema
+    )
+    schedule = plan_schedule(config, n_patients)
+    if epsilon is None:
+        return RunPlan(n_patients, config, schedule, None)
+    delta = default_delta(n_patients) if delta is None else float(delta)
+    check_targets(epsilon, delta, n_patients)
+    record = plan_privacy(
+        epsilon=epsilon, delta=delta, schedule=schedule, config=config, world_size=world_size
+    )
+    return RunPlan(n_patients, config, schedule, record)
+
+
 def train(
     cohort: Cohort,
     *,
-    epsilon: float,
+    epsilon: float | None,
     out: str | Path,
-    ledger: Ledger | str | Path,
+    ledger: Ledger | str | Path | None = None,
     delta: float | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
@@ -122,16 +196,20 @@ def train(
     overwrite: bool = False,
     label: str = "",
     dataset: str | None = None,
+    non_private: bool = False,
 ) -> Path:
     """Train the generator on ``cohort`` under (epsilon, delta)-DP and write the artifact.
 
     Args:
-        epsilon: target epsilon; the accounted epsilon is at most this.
+        epsilon: target epsilon; the accounted epsilon is at most this. None only with
+            ``non_private``.
         out: artifact folder (written atomically).
         ledger: the :class:`~medsynth.privacy.ledger.Ledger` (or its path) charged before
-            training; required, so no budget is ever kept anywhere the caller did not choose.
+            training; required for a private run, so no budget is ever kept anywhere the
+            caller did not choose.
         delta: default :func:`medsynth.privacy.accounting.default_delta` of the cohort size.
-        epochs, batch_size, pretrain_patients: override the same fields of ``config``.
+        epochs, batch_size, pretrain_patients: override the same fields of ``config``
+            (fields left at None are chosen by the rule, :func:`plan_run`).
         device: ``auto``, ``cpu`` or ``cuda``.
         random_state: fixes initialisation, the public pretraining patients and prefix orders
             (never the DP noise or sampling, which use fresh operating-system randomness).
@@ -143,6 +221,9 @@ def train(
             (``cohort.source.budget_name``: the name given at ingest, else its fingerprint).
             Whatever the name, a cohort that is mostly another dataset's patients is refused
             unless charged to that dataset.
+        non_private: the benchmark ceiling: the same code and schedule rule with no noise
+            (per-patient clipping kept), nothing charged, and an artifact marked not
+            releasable, which ``generate`` and ``export`` refuse.
 
     Returns:
         The artifact folder.
@@ -150,7 +231,10 @@ def train(
     Raises:
         BudgetError: the charge would exceed the dataset's cap (nothing was trained).
     """
-    config = config or TrainConfig()
+    if non_private and epsilon is not None:
+        raise MedsynthError("the non-private mode takes no epsilon (it gives no guarantee)")
+    if not non_private and epsilon is None:
+        raise MedsynthError("epsilon is required (or ask for the non-private benchmark mode)")
     overrides = {
         k: v
         for k, v in (
@@ -160,38 +244,41 @@ def train(
         )
         if v is not None
     }
-    config = resolve_pretraining(dataclasses.replace(config, **overrides), cohort.schema)
+    config = dataclasses.replace(config or TrainConfig(), **overrides)
     dev = resolve_device(device)
     dist = distributed_context(dev)
     if dev.type == "cuda" and dist.world_size > 1:
         dev = torch.device("cuda", dist.local_rank)
-    delta = default_delta(cohort.n_patients) if delta is None else float(delta)
-    check_targets(epsilon, delta, cohort.n_patients)  # every rank, before any collective call
+    if not non_private:
+        delta = default_delta(cohort.n_patients) if delta is None else float(delta)
+        check_targets(epsilon, delta, cohort.n_patients)  # every rank, before any collective
     if secure_rng:
         require_secure_rng()
-    schedule = plan_schedule(config, cohort.n_patients)
-    record = dist.broadcast(
-        plan_privacy(
+    plan = dist.broadcast(
+        plan_run(
+            cohort.n_patients,
+            cohort.schema,
             epsilon=epsilon,
             delta=delta,
-            schedule=schedule,
             config=config,
             world_size=dist.world_size,
         )
         if dist.main
         else None
     )
+    config, schedule, record = plan.config, plan.schedule, plan.record
     charge, book, error = None, None, None
     if dist.main:
         try:
             check_output_dir(Path(out), overwrite=overwrite)
-            book = open_ledger(ledger)
-            charge = book.charge(
-                dataset or cohort.source.budget_name,
-                record,
-                label=label,
-                patients=cohort.patient_ids,
-            )
+            if record is not None:
+                book = open_ledger(ledger)
+                charge = book.charge(
+                    dataset or cohort.source.budget_name,
+                    record,
+                    label=label,
+                    patients=cohort.patient_ids,
+                )
         except MedsynthError as exc:
             error = exc
     failed = dist.broadcast(None if error is None else str(error))
@@ -232,15 +319,25 @@ def train(
             "device_type": dev.type,
             "secure_rng": secure_rng,
         }
-        assert book is not None and charge is not None
-        save_artifact(
-            out,
-            vocab=vocab,
-            net=net.cpu(),
-            training=training,
-            privacy=record,
-            overwrite=overwrite,
-            before_publish=lambda digest: book.attach_artifact(charge.id, digest),
-        )
+        if record is None:
+            save_artifact(
+                out,
+                vocab=vocab,
+                net=net.cpu(),
+                training=training,
+                privacy=None,
+                overwrite=overwrite,
+            )
+        else:
+            assert book is not None and charge is not None
+            save_artifact(
+                out,
+                vocab=vocab,
+                net=net.cpu(),
+                training=training,
+                privacy=record,
+                overwrite=overwrite,
+                before_publish=lambda digest: book.attach_artifact(charge.id, digest),
+            )
     dist.barrier()
     return Path(out)

@@ -54,6 +54,18 @@ class PrivacyParameterError(MedsynthError, ValueError):
     """A privacy parameter (epsilon, delta, sample rate, noise, steps) is out of range."""
 
 
+class EpsilonOutOfReach(PrivacyParameterError):
+    """The noise search cannot meet the target: even the largest noise multiplier spends more.
+
+    ``smallest`` is the epsilon that largest multiplier gives with the same schedule (the
+    smallest target the search can reach), or None when it could not be computed.
+    """
+
+    def __init__(self, message: str, smallest: float | None = None) -> None:
+        super().__init__(message)
+        self.smallest = smallest
+
+
 class PrivacyRecordError(MedsynthError):
     """A privacy record whose stated epsilon is not what its own parameters give."""
 
@@ -230,9 +242,12 @@ def _bracket(eps, target: float) -> tuple[float | None, float]:
         if eps(higher) <= target:
             return sigma, higher
         sigma = higher
-    raise PrivacyParameterError(
-        f"target epsilon {target} is out of reach: even noise multiplier {_MAX_SIGMA:g} "
-        "gives more; raise --epsilon, or train fewer steps (fewer epochs, larger batches)"
+    smallest = eps(_MAX_SIGMA)
+    raise EpsilonOutOfReach(
+        f"target epsilon {target:g} is out of reach: even noise multiplier {_MAX_SIGMA:g} "
+        f"gives {smallest:.3g}; raise --epsilon to at least that, or train fewer steps "
+        "(fewer epochs, larger batches)",
+        smallest=smallest,
     )
 
 

@@ -16,6 +16,7 @@ randomness, never the user's ``random_state``: a known seed would let anyone rep
 
 from __future__ import annotations
 
+import math
 import secrets
 import warnings
 from collections.abc import Iterator
@@ -169,7 +170,7 @@ def fit_private(
     net: torch.nn.Module,
     tables: GrammarTables,
     encoded: EncodedCohort,
-    record: PrivacyRecord,
+    record: PrivacyRecord | None,
     schedule: Schedule,
     config: TrainConfig,
     *,
@@ -180,6 +181,9 @@ def fit_private(
     secure_rng: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``net`` in place under DP-SGD with exactly the parameters of ``record``.
+
+    ``record`` None is the non-private benchmark mode: the same loop, Poisson batches and
+    per-patient clipping (at ``config.max_grad_norm``), with noise multiplier 0.
 
     Args:
         random_state: seeds the public prefix shuffles only; sampling and noise draw fresh
@@ -208,7 +212,7 @@ def _dp_loop(
     net,
     tables,
     encoded: EncodedCohort,
-    record: PrivacyRecord,
+    record: PrivacyRecord | None,
     schedule: Schedule,
     config: TrainConfig,
     dist: Distributed,
@@ -237,8 +241,8 @@ def _dp_loop(
         module=module,
         optimizer=optimizer,
         data_loader=loader,
-        noise_multiplier=record.noise_multiplier,
-        max_grad_norm=record.max_grad_norm,
+        noise_multiplier=0.0 if record is None else record.noise_multiplier,
+        max_grad_norm=config.max_grad_norm if record is None else record.max_grad_norm,
         poisson_sampling=False,
         grad_sample_mode=config.grad_sample_mode,
         noise_generator=noise_gen,
@@ -248,7 +252,7 @@ def _dp_loop(
     shuffle_gen = torch.Generator().manual_seed(seed + 1)
     bar = tqdm(
         total=schedule.steps,
-        desc="DP-SGD (private)",
+        desc="DP-SGD (private)" if record is not None else "non-private benchmark fit",
         disable=not progress or not dist.main,
         unit="step",
     )
@@ -275,16 +279,20 @@ def _dp_loop(
                 bar.update(1)
             if progress and dist.main and ((epoch + 1) % every == 0 or steps == schedule.steps):
                 spent = (
-                    record.epsilon
-                    if steps == schedule.steps
-                    else compute_epsilon(
-                        DpSgdEvent(
-                            sample_rate=schedule.sample_rate,
-                            noise_multiplier=record.noise_multiplier,
-                            steps=steps,
-                        ),
-                        delta=record.delta,
-                        accountant=config.accountant,
+                    math.inf
+                    if record is None
+                    else (
+                        record.epsilon
+                        if steps == schedule.steps
+                        else compute_epsilon(
+                            DpSgdEvent(
+                                sample_rate=schedule.sample_rate,
+                                noise_multiplier=record.noise_multiplier,
+                                steps=steps,
+                            ),
+                            delta=record.delta,
+                            accountant=config.accountant,
+                        )
                     )
                 )
                 shown = {"epoch": f"{epoch + 1}/{schedule.epochs}", "eps": f"{spent:.3g}"}

@@ -13,6 +13,7 @@ from medsynth.errors import MedsynthError
 from medsynth.models.plan import Schedule, TrainConfig
 from medsynth.privacy.accounting import (
     DpSgdEvent,
+    EpsilonOutOfReach,
     PrivacyRecord,
     calibrate_noise,
     compute_epsilon,
@@ -53,13 +54,22 @@ def plan_privacy(
     import opacus
 
     check_targets(epsilon, delta)
-    noise = calibrate_noise(
-        target_epsilon=epsilon,
-        delta=delta,
-        sample_rate=schedule.sample_rate,
-        steps=schedule.steps,
-        accountant=config.accountant,
-    )
+    try:
+        noise = calibrate_noise(
+            target_epsilon=epsilon,
+            delta=delta,
+            sample_rate=schedule.sample_rate,
+            steps=schedule.steps,
+            accountant=config.accountant,
+        )
+    except EpsilonOutOfReach as exc:
+        n = round(1.0 / schedule.sample_rate)  # steps per epoch, for the message only
+        raise EpsilonOutOfReach(
+            f"epsilon {epsilon:g} is too small for this cohort and schedule ({schedule.steps} "
+            f"steps at sample rate {schedule.sample_rate:.3g}, {n} per epoch): the smallest "
+            f"epsilon it allows at delta {delta:g} is {exc.smallest:.3g}; nothing was charged",
+            smallest=exc.smallest,
+        ) from None
     event = DpSgdEvent(
         sample_rate=schedule.sample_rate, noise_multiplier=noise, steps=schedule.steps
     )

@@ -1,9 +1,9 @@
 """One system's fit and sample, run in its own process so peak memory is its own.
 
 Usage (by the runner): ``python -m tests.bench.harness.worker JOB.json``. The job names the
-system (``medsynth`` or ``medsynth-nodp``), the training cohort folder, epsilon, delta, seed,
-training knobs and where to write; the worker writes the synthetic cohort folder and
-``timing.json`` (fit and sample wall seconds, DP-SGD steps and throughput).
+system (``medsynth``, or ``medsynth-nodp``: the non-private mode), the training cohort folder,
+epsilon, delta, seed, training knobs and where to write; the worker writes the synthetic cohort
+folder and ``timing.json`` (fit and sample wall seconds, DP-SGD steps and throughput).
 """
 
 from __future__ import annotations
@@ -13,11 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-# medsynth's TrainConfig has no switch that turns DP-SGD off; the non-private ceiling trains
-# the same model through the same code with this epsilon (noise multiplier near zero, per-
-# patient clipping kept), accounted with RDP. It is a ceiling, not a private release.
-NON_PRIVATE_EPSILON = 1e6
-
 
 def run(job: dict) -> dict:
     import dataclasses
@@ -26,6 +21,7 @@ def run(job: dict) -> dict:
 
     from medsynth.cohort import Cohort
     from medsynth.encoding.vocabulary import EncodingConfig
+    from medsynth.models.artifact import load_model
     from medsynth.models.network import NetworkConfig
     from medsynth.models.plan import TrainConfig
     from medsynth.pipeline.generate import generate_cohort
@@ -38,20 +34,22 @@ def run(job: dict) -> dict:
     network = NetworkConfig(**knobs.pop("network", {}))
     encoding = EncodingConfig(**knobs.pop("encoding", {}))
     config = dataclasses.replace(TrainConfig(network=network, encoding=encoding), **knobs)
-    epsilon = float(job["epsilon"] or 0)
-    if job["system"] == "medsynth-nodp":
-        # PRV accounting at this epsilon takes minutes and gigabytes; RDP calibrates at once.
-        epsilon = NON_PRIVATE_EPSILON
-        config = dataclasses.replace(config, accountant="rdp")
+    non_private = job["system"] == "medsynth-nodp"
     from medsynth.privacy.ledger import DEFAULT_CAP, Ledger
 
-    # Each job runs on its own, new ledger, capped at what the job spends.
-    ledger = Ledger.create(out / "ledger", default_cap=max(epsilon, DEFAULT_CAP))
+    # The non-private ceiling is medsynth's own non-private mode (no noise, no charge, an
+    # artifact marked not releasable); each private job runs on its own, new ledger.
+    epsilon = None if non_private else float(job["epsilon"])
+    ledger = (
+        None
+        if non_private
+        else Ledger.create(out / "ledger", default_cap=max(epsilon, DEFAULT_CAP))
+    )
     start = time.perf_counter()
     train(
         cohort,
         epsilon=epsilon,
-        delta=float(job["delta"]),
+        delta=None if non_private else float(job["delta"]),
         out=out / "model",
         ledger=ledger,
         random_state=int(job["seed"]),
@@ -59,12 +57,17 @@ def run(job: dict) -> dict:
         progress=False,
         config=config,
         label=f"bench {job['system']}",
+        non_private=non_private,
     )
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    syn = generate_cohort(
-        out / "model", int(job["n_sample"]), random_state=int(job["seed"]) + 1, device="cpu"
-    )
+    seed = int(job["seed"]) + 1
+    if non_private:  # not releasable: generate() refuses it, the bench samples it directly
+        model = load_model(out / "model", device="cpu")
+        n = int(job["n_sample"])
+        (syn,) = model.sample(n, random_state=seed, batch_size=max(n, 1))
+    else:
+        syn = generate_cohort(out / "model", int(job["n_sample"]), random_state=seed, device="cpu")
     sample_s = time.perf_counter() - start
     syn.save(out / "synthetic", overwrite=True)
     training = json.loads((out / "model" / "config.json").read_text())["training"]
