@@ -41,6 +41,7 @@ SECONDS_PER_DAY = 86400.0
 # What conform() may do to a record, as reported to the caller.
 CLIPPED = "clipped to bounds"
 UNKNOWN_CATEGORY = "unknown category set to missing"
+MISSING_REQUIRED = "missing where the schema says it never is (kept missing)"
 UNKNOWN_CHANNEL = "unknown channel dropped"
 MISSING_VALUE = "missing or non-finite value dropped"
 OUTSIDE_HORIZON = "event outside the time horizon dropped"
@@ -330,6 +331,16 @@ def _conform_patients(
         out[attr.name] = _conform_attribute(
             attr, col.reset_index(drop=True), df[PATIENT_ID], counter, strict
         )
+        if not attr.may_be_missing:
+            missing = out[attr.name].isna()
+            _check_strict(
+                strict,
+                missing,
+                f"missing values in {attr.name!r}, which the schema says is never missing",
+                df[PATIENT_ID],
+                col.reset_index(drop=True),
+            )
+            counter[(MISSING_REQUIRED, attr.name)] += int(missing.sum())
     return out
 
 

@@ -196,10 +196,19 @@ class Vocabulary:
 
     @cached_property
     def slot_masks(self) -> np.ndarray:
-        """``[n_slots + 1, size]`` booleans: the tokens each slot may take (row 0: none)."""
+        """``[n_slots + 1, size]`` booleans: the tokens each slot may take (row 0: none).
+
+        An attribute the schema declares never missing (``may_be_missing: false``) may not
+        take its ``<missing>`` token: generation cannot leave it empty.
+        """
         masks = np.zeros((self.event_slot + 1, self.size), dtype=bool)
         masks[self.token_slot, np.arange(self.size)] = True
         masks[0, :] = False
+        for number, slot in enumerate(self.slots, start=1):
+            if slot.kind == "attribute" and not self.schema.attribute_by_name[
+                slot.name
+            ].may_be_missing:
+                masks[number, slot.first] = False
         return masks
 
     @cached_property

@@ -134,6 +134,9 @@ def token_log_probs(net: torch.nn.Module, tables: GrammarTables, batch: Batch) -
     valid = batch.targets != PAD
     allowed = tables.slot_masks[batch.slots[valid]] & tables.follow[batch.inputs[valid]]
     targets = batch.targets[valid]
+    # A record the grammar would not generate (an attribute the schema says is never missing,
+    # missing in the source) still gets a finite loss: its own token joins the normaliser.
+    allowed[torch.arange(len(targets), device=targets.device), targets] = True
     logp = masked_log_probs(logits[valid], allowed).gather(-1, targets[:, None])[:, 0]
     out = torch.zeros(batch.targets.shape, dtype=logp.dtype, device=logp.device)
     return out.masked_scatter(valid, logp)

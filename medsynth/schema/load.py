@@ -310,6 +310,7 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
             unit=a.get("unit"),
             decimals=a.get("decimals"),
             description=a.get("description", ""),
+            may_be_missing=bool(a.get("may_be_missing", True)),
         )
         for a in doc["attributes"]
     )

@@ -49,6 +49,10 @@ class Attribute:
     unit: str | None = None
     decimals: int | None = None
     description: str = ""
+    # False: every patient has a value (generation never leaves it empty). True, the default
+    # and the meaning of every schema written before the field: whether it is missing, and
+    # how often, is learned from the data.
+    may_be_missing: bool = True
 
     @property
     def values(self) -> tuple[str, ...]:
