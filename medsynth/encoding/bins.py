@@ -64,12 +64,19 @@ def value_edges(
     n_core: int = 14,
     n_low: int = 3,
     n_high: int = 7,
+    log: bool = False,
 ) -> np.ndarray:
     """Bins for a channel: ``n_core`` equal bins over the normal range widened by its width on
     each side, and quadratically widening tail bins out to the bounds.
 
-    Without a normal range the middle half of ``[lo, hi]`` plays its part.
+    Without a normal range the middle half of ``[lo, hi]`` plays its part. ``log``: as many
+    bins (``n_core + n_low + n_high``), equal in log space over ``[lo, hi]`` (``lo > 0``): a
+    right-skewed value on a wide range keeps the same relative resolution everywhere.
     """
+    if log:
+        edges = np.geomspace(lo, hi, n_core + n_low + n_high + 1)
+        edges[0], edges[-1] = lo, hi
+        return snap_edges(edges, decimals)
     if normal is None:
         a, b = lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)
     else:
@@ -111,10 +118,13 @@ def sample_in_bins(
     *,
     lo: float | None = None,
     hi: float | None = None,
+    log: bool = False,
 ) -> np.ndarray:
     """Values drawn uniformly inside their bins (among the values ``decimals`` can represent).
 
     ``lo``/``hi`` narrow every bin further (used when a condition fixes a numeric range).
+    ``log``: log-uniformly (a bin of a log-scaled channel, whose edges are all > 0), then
+    rounded to the ``decimals`` grid inside the bin.
     """
     bins = np.asarray(bins, dtype=np.int64)
     left = edges[bins].astype(np.float64)
@@ -125,12 +135,20 @@ def sample_in_bins(
     if hi is not None:
         last = last | (hi < right)
         right = np.minimum(right, hi)
-    if decimals is None:
-        return left + (right - left) * rng.random(len(bins))
+    u = rng.random(len(bins))
+    if log:
+        drawn = np.exp(np.log(left) + (np.log(right) - np.log(left)) * u)
+        if decimals is None:
+            return np.clip(drawn, left, right)
+    elif decimals is None:
+        return left + (right - left) * u
     step = 10.0 ** (-decimals)
     first = np.ceil(np.round(left / step, 6))
     scaled = np.round(right / step, 6)
     end = np.where(last, np.floor(scaled), np.ceil(scaled) - 1)
     end = np.maximum(end, first)
-    k = first + np.floor(rng.random(len(bins)) * (end - first + 1))
-    return np.clip(np.round(np.minimum(k, end) * step, decimals), edges[0], edges[-1])
+    if log:
+        k = np.clip(np.round(drawn / step), first, end)
+    else:
+        k = np.minimum(first + np.floor(u * (end - first + 1)), end)
+    return np.clip(np.round(k * step, decimals), edges[0], edges[-1])

@@ -17,7 +17,7 @@ import pandas as pd
 
 from medsynth.cohort import Cohort, Source
 from medsynth.encoding.bins import sample_in_bins
-from medsynth.encoding.vocabulary import Vocabulary
+from medsynth.encoding.vocabulary import Vocabulary, channel_is_log
 
 __all__ = ["SampledPatients", "decode_patients"]
 
@@ -102,7 +102,11 @@ def decode_patients(
     for c, ch in enumerate(schema.channels):
         sel = sampled.event_channel == c
         values[sel] = sample_in_bins(
-            sampled.event_bin[sel], vocab.value_edges[ch.name], ch.decimals, rng
+            sampled.event_bin[sel],
+            vocab.value_edges[ch.name],
+            ch.decimals,
+            rng,
+            log=channel_is_log(ch, vocab.config),
         )
     ids = np.array(patient_ids, dtype=object)
     channel_names = np.array(schema.channel_names, dtype=object)

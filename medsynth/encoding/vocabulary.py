@@ -23,7 +23,7 @@ import numpy as np
 
 from medsynth.encoding.bins import equal_edges, gap_edges, value_edges
 from medsynth.errors import DataError
-from medsynth.schema import Attribute, DatasetSchema
+from medsynth.schema import Attribute, Channel, DatasetSchema
 
 __all__ = ["EncodingConfig", "Slot", "Vocabulary", "build_vocabulary", "date_to_days"]
 
@@ -43,16 +43,35 @@ class EncodingConfig:
     attribute_bins: int = 16
     gap_bins: int = 48
     onset_bins: int = 8
+    # A channel without a declared scale is binned in log space when min > 0 and
+    # max / min >= this ratio (two orders of magnitude); 0: never (encodings stored before
+    # the field, whose bins stay what they were).
+    log_scale_ratio: float = 100.0
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, int | float]:
+        """The fields as JSON; ``log_scale_ratio`` only when on, so an encoding stored before
+        the field keeps its identity (its vocabulary hash) when read back."""
+        doc: dict[str, int | float] = asdict(self)
+        if not self.log_scale_ratio:
+            doc.pop("log_scale_ratio")
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> EncodingConfig:
         unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
         if unknown:
             raise DataError(f"encoding config has unknown field(s) {unknown}")
-        return cls(**{k: int(v) for k, v in doc.items()})
+        fields = {k: int(v) for k, v in doc.items() if k != "log_scale_ratio"}
+        return cls(**fields, log_scale_ratio=float(doc.get("log_scale_ratio", 0.0)))
+
+
+def channel_is_log(channel: Channel, config: EncodingConfig) -> bool:
+    """Is ``channel`` binned in log space? Its declared ``scale``; else, from its public bounds
+    alone, when ``min > 0`` and ``max / min >= config.log_scale_ratio``."""
+    if channel.scale is not None:
+        return channel.scale == "log"
+    ratio = config.log_scale_ratio
+    return ratio > 0 and channel.min > 0 and channel.max / channel.min >= ratio
 
 
 @dataclass(frozen=True)
@@ -199,16 +218,20 @@ class Vocabulary:
         """``[n_slots + 1, size]`` booleans: the tokens each slot may take (row 0: none).
 
         An attribute the schema declares never missing (``may_be_missing: false``) may not
-        take its ``<missing>`` token: generation cannot leave it empty.
+        take its ``<missing>`` token, and an inclusion condition not its ``absent`` token:
+        generation cannot leave them out.
         """
         masks = np.zeros((self.event_slot + 1, self.size), dtype=bool)
         masks[self.token_slot, np.arange(self.size)] = True
         masks[0, :] = False
+        inclusion = {c.code for c in self.schema.conditions if c.inclusion}
         for number, slot in enumerate(self.slots, start=1):
             if slot.kind == "attribute" and not self.schema.attribute_by_name[
                 slot.name
             ].may_be_missing:
                 masks[number, slot.first] = False
+            if slot.kind == "condition" and slot.name in inclusion:
+                masks[number, slot.first] = False  # "absent"
         return masks
 
     @cached_property
@@ -248,12 +271,16 @@ class Vocabulary:
     def follow_mask(self) -> np.ndarray:
         """``[size, size]`` booleans: may token ``b`` follow token ``a`` (the event grammar)?
 
-        After BOS or a prefix token: prefix tokens, a gap (opening the first visit) or EOS.
-        After a gap: a value token (no empty visit). After a value of channel ``c``: a value of
-        a channel at or after ``c`` (schema order within a visit), a gap, or EOS. Measurement
-        groups narrow this: a group is entered only at its first channel, and after a value of
-        a group channel other than the last only a value of the group's next channel may follow
-        (no gap, no EOS), so every visit holds whole groups.
+        After BOS or a prefix token: prefix tokens, a gap (opening the first visit) or EOS;
+        with the ``first_event`` anchor the first visit is at time zero, so only the first gap
+        bin (``[0, 1)`` days) opens it. After a gap: a value token (no empty visit). After a
+        value of channel ``c``: a value of a channel after ``c`` (schema order within a visit;
+        ``c`` itself again only when the channel has ``repeat_within_visit``), a gap, or EOS;
+        the gap is at least a day (not the first gap bin) unless the schema's time allows
+        ``same_day_visits``. Measurement groups narrow this: a group is entered only at its
+        first channel, and after a value of a group channel other than the last only a value
+        of the group's next channel may follow (no gap, no EOS), so every visit holds whole
+        groups.
         """
         kind = self.token_kind
         channel = self.token_channel
@@ -262,7 +289,13 @@ class Vocabulary:
         group, entry = self.channel_group, self.channel_entry
         enterable = values & entry[channel.clip(min=0)]
         out = np.zeros((self.size, self.size), dtype=bool)
-        opening = prefix | gaps
+        first_gaps = gaps.copy()
+        if self.schema.time.anchor == "first_event" and self.n_gaps > 1:
+            first_gaps[self.gap_first + 1 : self.gap_first + self.n_gaps] = False
+        later_gaps = gaps.copy()
+        if not self.schema.time.same_day_visits and self.n_gaps > 1:
+            later_gaps[self.gap_first] = False
+        opening = prefix | first_gaps
         opening[EOS] = True
         out[BOS] = opening
         out[prefix] = opening
@@ -272,7 +305,10 @@ class Vocabulary:
             if group[c] >= 0 and c + 1 < n and group[c + 1] == group[c]:
                 out[channel == c] = channel == c + 1
                 continue
-            out[channel == c] = (enterable & (channel >= c)) | gaps
+            again = self.schema.channels[c].repeat_within_visit
+            out[channel == c] = (enterable & ((channel > c) | (again & (channel == c)))) | (
+                later_gaps
+            )
             out[channel == c, EOS] = True
         return out
 
@@ -336,6 +372,7 @@ def build_vocabulary(schema: DatasetSchema, config: EncodingConfig | None = None
             n_core=config.value_core_bins,
             n_low=config.value_low_bins,
             n_high=config.value_high_bins,
+            log=channel_is_log(ch, config),
         )
         val_edges[ch.name] = edges
         val_first[ch.name] = len(tokens)

@@ -64,8 +64,11 @@ def sample_batch(
     position = 0
     # Conditions present so far per row: once the schema's max_conditions is reached, the
     # remaining free condition slots may only draw "absent" (the first token of a slot).
+    # Inclusion conditions (never absent) are counted from the start, so optional ones stop
+    # in time to leave them room.
     max_conditions = vocab.schema.limits.max_conditions
-    present = torch.zeros(n, dtype=torch.long, device=device)
+    inclusion = {c.code for c in vocab.schema.conditions if c.inclusion}
+    present = torch.full((n,), len(inclusion), dtype=torch.long, device=device)
     for slot in _prefix_order(vocab, plan):
         info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
@@ -76,12 +79,13 @@ def sample_batch(
             keep[info.first + torch.as_tensor(plan.allowed[slot])] = True
             allowed &= keep
         rows = allowed.expand(n, -1)
-        if info.kind == "condition" and max_conditions is not None and slot not in plan.allowed:
+        optional = info.kind == "condition" and info.name not in inclusion
+        if optional and max_conditions is not None and slot not in plan.allowed:
             absent_only = torch.zeros(v, dtype=torch.bool, device=device)
             absent_only[info.first] = True
             rows = torch.where((present >= max_conditions)[:, None], allowed & absent_only, rows)
         token = _draw(logits, rows, generator)
-        if info.kind == "condition":
+        if optional:
             present += (token != info.first).long()
         prefix[:, slot - 1] = token.cpu().numpy()
         position += 1

@@ -152,6 +152,8 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
         where = f"$.channels[{i}]"
         if not c["min"] < c["max"]:
             yield Problem(where, f"min {c['min']} must be below max {c['max']}")
+        if c.get("scale") == "log" and not c["min"] > 0:
+            yield Problem(where, f"scale 'log' needs min > 0, got {c['min']}")
         if "normal" in c:
             lo, hi = c["normal"]
             if not c["min"] <= lo < hi <= c["max"]:
@@ -168,6 +170,14 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
     for comp in _duplicates(in_panel):
         yield Problem("$.panels", f"channel {comp!r} belongs to more than one panel")
     yield from _group_problems(doc)
+    inclusion = [c["code"] for c in doc["conditions"]["codes"] if c.get("inclusion")]
+    most = doc["limits"].get("max_conditions")
+    if most is not None and len(inclusion) > most:
+        yield Problem(
+            "$.conditions.codes",
+            f"{len(inclusion)} inclusion conditions ({', '.join(inclusion)}) but max_conditions "
+            f"is {most}: every patient could not hold them all",
+        )
     cond = doc["conditions"]["codes"]
     cond_codes = [c["code"] for c in cond] + [x for c in cond for x in c.get("aliases", [])]
     for code in _duplicates(cond_codes):
@@ -291,6 +301,7 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
         anchor_date=dt.date.fromisoformat(t["anchor_date"]) if "anchor_date" in t else None,
         output_spread_days=int(t.get("output_spread_days", 0)),
         timezone=t.get("timezone", "+00:00"),
+        same_day_visits=bool(t.get("same_day_visits", False)),
     )
     lim = doc["limits"]
     limits = Limits(
@@ -315,7 +326,12 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
         for a in doc["attributes"]
     )
     conditions = tuple(
-        ConditionCode(c["code"], c["display"], tuple(c.get("aliases", [])))
+        ConditionCode(
+            c["code"],
+            c["display"],
+            tuple(c.get("aliases", [])),
+            inclusion=bool(c.get("inclusion", False)),
+        )
         for c in doc["conditions"]["codes"]
     )
     channels = tuple(
@@ -332,6 +348,8 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
             normal=tuple(c["normal"]) if "normal" in c else None,  # type: ignore[arg-type]
             decimals=c.get("decimals"),
             description=c.get("description", ""),
+            repeat_within_visit=bool(c.get("repeat_within_visit", False)),
+            scale=c.get("scale"),
         )
         for c in doc["channels"]
     )

@@ -82,6 +82,9 @@ class ConditionCode:
     code: str
     display: str
     aliases: tuple[str, ...] = ()
+    # True: an inclusion criterion of the cohort, so every patient has it (never generated
+    # absent).
+    inclusion: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class Channel:
     normal: tuple[float, float] | None = None
     decimals: int | None = None
     description: str = ""
+    # True: a visit may hold several values of this channel (e.g. vital signs taken twice).
+    # False, the default: at most one value per visit.
+    repeat_within_visit: bool = False
+    # "linear" or "log": how its bins are spaced; None: chosen from the bounds (see
+    # medsynth.encoding.vocabulary.channel_is_log).
+    scale: Literal["linear", "log"] | None = None
 
     def accepts_unit(self, unit: str | None) -> bool:
         return unit is not None and (unit == self.unit or unit in self.unit_aliases)
@@ -139,6 +148,9 @@ class TimeSpec:
     anchor_date: dt.date | None = None
     output_spread_days: int = 0
     timezone: str = "+00:00"
+    # True: a patient may have several visits on one day. False, the default (and what a
+    # date-only export can hold): consecutive visits are at least one day apart.
+    same_day_visits: bool = False
 
     @property
     def tzinfo(self) -> dt.timezone:

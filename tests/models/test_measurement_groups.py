@@ -96,10 +96,14 @@ def test_follow_mask_enforces_groups(schema):
     assert follow[np.ix_(gaps, glucose)].all() and not follow[np.ix_(gaps, hba1c)].any()
     assert follow[np.ix_(sbp, glucose)].all() and not follow[np.ix_(sbp, hba1c)].any()
     # After the group's last channel: a gap or EOS (no channel comes later, none repeats).
-    assert follow[hba1c][:, EOS].all() and follow[np.ix_(hba1c, gaps)].all()
+    # The next visit is at least a day later: not the first gap bin ([0, 1) days).
+    assert follow[hba1c][:, EOS].all() and follow[np.ix_(hba1c, gaps[1:])].all()
+    assert not follow[hba1c][:, gaps[0]].any()
     assert not follow[np.ix_(hba1c, np.flatnonzero(kind == VALUE))].any()
-    # An ungrouped channel behaves as before: itself again, later channels, gap, EOS.
-    assert follow[np.ix_(sbp, sbp)].all() and follow[sbp][:, EOS].all()
+    # An ungrouped channel: later channels, gap, EOS; itself again only with
+    # repeat_within_visit (the schema does not set it).
+    assert not follow[np.ix_(sbp, sbp)].any() and follow[sbp][:, EOS].all()
+    assert follow[np.ix_(sbp, glucose)].all()
 
 
 def test_vocabulary_identity_includes_groups(schema):
