@@ -45,6 +45,7 @@ from medsynth.audit.fidelity import (
     ks_statistic,
     tvd,
 )
+from medsynth.audit.visits import structure_counts, visit_figures
 from medsynth.cohort import PATIENT_ID, Cohort
 
 DAYS_PER_YEAR = 365.25
@@ -228,6 +229,38 @@ def timeseries_figures(
         },
         "time_edges": t_edges.tolist(),
         "channels": channels,
+        "plausibility": plausibility(real, other),
+    }
+
+
+def plausibility(real: Cohort, other: Cohort) -> dict[str, Any]:
+    """What a clinician checks first in a timeline (:mod:`medsynth.audit.visits`): values of one
+    channel repeated at one visit (a patient-day), diagnoses dated after the last visit,
+    channels missing from visits, visits per patient, and values beyond the schema's bounds."""
+    counts = structure_counts(other)
+    outside = 0
+    for ch in other.schema.channels:
+        values = other.events.loc[other.events["channel"] == ch.name, "value"]
+        outside += int(((values < ch.min) | (values > ch.max)).sum())
+    if len(real.events) and len(other.events):
+        fig = visit_figures(real, other)
+        presence_gap, visits = fig.presence_max_gap, fig.visits_tvd
+        presence = {"real": fig.presence_real, "synthetic": fig.presence_synthetic}
+    else:
+        presence_gap, visits, presence = None, None, {}
+    return {
+        "repeat_cells": counts["repeat_cells"],
+        "cells": counts["cells"],
+        "repeat_share": counts["repeat_cells"] / counts["cells"] if counts["cells"] else 0.0,
+        "onsets_after_last_visit": counts["onsets_after_last_visit"],
+        "onsets": counts["onsets"],
+        "onsets_after_last_visit_share": (
+            counts["onsets_after_last_visit"] / counts["onsets"] if counts["onsets"] else 0.0
+        ),
+        "values_outside_bounds": outside,
+        "presence": presence,
+        "presence_gap_max": presence_gap,
+        "visits_per_patient_tvd": visits,
     }
 
 
@@ -243,6 +276,11 @@ def summarize_timeseries(fig: dict[str, Any]) -> dict[str, Any]:
         "lag1_diff_mean": _mean([c["lag1_difference"] for c in ch]),
         "slope_diff_max": _max([c["slope_difference_scaled"] for c in ch]),
         "slope_ks_max": _max([c["slope_ks"] for c in ch]),
+        "repeat_share": fig["plausibility"]["repeat_share"],
+        "onsets_after_last_visit_share": fig["plausibility"]["onsets_after_last_visit_share"],
+        "values_outside_bounds": fig["plausibility"]["values_outside_bounds"],
+        "presence_gap_max": fig["plausibility"]["presence_gap_max"],
+        "visits_per_patient_tvd": fig["plausibility"]["visits_per_patient_tvd"],
     }
 
 
