@@ -76,6 +76,7 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         token_rank=torch.as_tensor(vocab.token_rank),
         value_first=vocab.value_start,
         n_prefix=vocab.n_prefix,
+        token_kind=torch.as_tensor(vocab.token_kind),
     )
 
 

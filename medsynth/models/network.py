@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsynth.encoding.vocabulary import EOS, GAP, VALUE
 from medsynth.errors import DataError
 
 __all__ = [
@@ -60,6 +61,9 @@ class NetworkConfig:
     ``smooth_bias`` (default on): bias each value token's logit by a quadratic in its bin's
     rank whose two coefficients per channel are learned linear functions of the prefix tokens
     and of every channel's latest value, times ``smooth_scale`` (see :class:`SmoothBias`).
+    ``visit_bias`` (default on): bias the logits of what comes next in the event stream (a
+    value of channel ``c'``, a gap, the end of the record) by a learned weight for the pair
+    (what came last, what comes next), times ``visit_scale`` (see :class:`VisitBias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -75,6 +79,8 @@ class NetworkConfig:
     prefix_scale: float = 10.0
     smooth_bias: bool = True
     smooth_scale: float = 10.0
+    visit_bias: bool = True
+    visit_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -86,7 +92,7 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("prefix_bias", "smooth_bias"):
+        for name in ("prefix_bias", "smooth_bias", "visit_bias"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -99,7 +105,7 @@ class NetworkConfig:
                 f"got {steps!r}"
             )
         scales = {}
-        for name in ("prefix_scale", "transition_scale", "smooth_scale"):
+        for name in ("prefix_scale", "transition_scale", "smooth_scale", "visit_scale"):
             scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
             if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
                 raise DataError(
@@ -267,6 +273,49 @@ class SmoothBias(nn.Module):
         return self.scale * (per_token * self.basis).sum(dim=-1)
 
 
+class VisitBias(nn.Module):
+    """A learned logit bias for the shape of a visit: what follows what in the event stream.
+
+    The *state* after a token is the channel of a value token, "a gap" (a visit was opened),
+    or "the start" (BOS or a prefix token); the *class* of a candidate next token is its
+    channel for a value token, "a gap" for every gap bin, or "the end" (EOS). The bias of a
+    candidate is the weight of (state, class): ``(C + 2) * (C + 2)`` weights for ``C``
+    channels, one ``nn.Embedding`` row per state, zero at start, times ``scale`` (the
+    reparametrisation of the other biases). Tokens of other kinds get no bias.
+
+    Which labs come together at a visit, in which order, and when a record ends are the same
+    few choices in every patient's record, so these weights collect the gradient of every
+    visit of every patient: under DP-SGD they are learned from few noisy steps where the same
+    regularity spread over the transformer's weights is not.
+    """
+
+    def __init__(
+        self, token_channel: torch.Tensor, token_kind: torch.Tensor, n_channels: int, scale: float
+    ) -> None:
+        super().__init__()
+        c = int(n_channels)
+        values, gaps = token_kind == VALUE, token_kind == GAP
+        state = torch.full_like(token_channel, c + 1)
+        state[values] = token_channel[values]
+        state[gaps] = c
+        klass = torch.full_like(token_channel, c + 2)  # the zero column: no bias
+        klass[values] = token_channel[values]
+        klass[gaps] = c
+        klass[EOS] = c + 1
+        self.register_buffer("state", state, persistent=False)  # [V]
+        self.register_buffer("klass", klass, persistent=False)  # [V]
+        self.scale = float(scale)
+        # Zero at start, built without drawing from the random generator, so adding the bias
+        # leaves every other layer's initialisation for a given seed as it was.
+        self.weight = nn.Embedding(c + 2, c + 2, _weight=torch.zeros(c + 2, c + 2))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[..., V]`` biases of the token after each of ``tokens`` (``[b]`` or ``[b, t]``)."""
+        rows = self.weight(self.state[tokens].contiguous())  # [..., C + 2]
+        rows = torch.cat([rows, torch.zeros_like(rows[..., :1])], dim=-1)
+        return self.scale * rows.index_select(-1, self.klass)
+
+
 def _sinusoid(length: int, dim: int) -> torch.Tensor:
     pos = torch.arange(length, dtype=torch.float32)[:, None]
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
@@ -325,6 +374,7 @@ class PatientNetwork(nn.Module):
         token_rank: torch.Tensor | None = None,
         value_first: int = 0,
         n_prefix: int = 0,
+        token_kind: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -365,6 +415,10 @@ class PatientNetwork(nn.Module):
             self.smooth = SmoothBias(
                 token_channel, token_rank, value_first, self.n_channels, config.smooth_scale
             )
+        if config.visit_bias:
+            if token_channel is None or token_kind is None or int(token_channel.max()) < 0:
+                raise DataError("visit_bias needs a schema with at least one channel")
+            self.visit = VisitBias(token_channel, token_kind, self.n_channels, config.visit_scale)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -392,6 +446,8 @@ class PatientNetwork(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
+        if self.config.visit_bias:
+            logits = logits + self.visit(tokens)
         if self.config.transition_steps or self.config.smooth_bias:
             latest = latest_values(tokens, self.token_channel, self.n_channels)
         if self.config.transition_steps:
@@ -456,6 +512,8 @@ class PatientNetwork(nn.Module):
         for block, kv in zip(self.blocks, cache, strict=True):
             x = block(x, kv)
         logits = self.head(self.ln_f(x))[:, 0]
+        if self.config.visit_bias:
+            logits = logits + self.visit(tokens)
         if self.config.transition_steps:
             if latest is None:
                 raise DataError("this network reads each channel's last value; pass `latest`")

@@ -124,12 +124,12 @@ def test_config_field_is_optional_and_checked():
             NetworkConfig.from_dict({"smooth_scale": bad})
 
 
-@pytest.mark.parametrize("part", ["transition_steps", "prefix_bias", "smooth_bias"])
+@pytest.mark.parametrize("part", ["transition_steps", "prefix_bias", "smooth_bias", "visit_bias"])
 def test_each_output_bias_refuses_a_schema_without_channels(part):
     doc = copy.deepcopy(small_schema(1).raw)
     doc["channels"], doc["measurement_groups"] = [], []
     vocab = build_vocabulary(parse_schema(doc))
-    off = {"transition_steps": 0, "prefix_bias": False, "smooth_bias": False}
+    off = {"transition_steps": 0, "prefix_bias": False, "smooth_bias": False, "visit_bias": False}
     on = 2 if part == "transition_steps" else True
     config = dataclasses.replace(TINY_NET, **{**off, part: on})
     with pytest.raises(DataError, match=f"{part} needs a schema with at least one channel"):
