@@ -25,6 +25,7 @@ import numpy as np
 
 from medsynth.cohort import Cohort
 from medsynth.models.artifact import load_model
+from medsynth.models.network import NetworkConfig
 from medsynth.models.plan import TrainConfig
 from medsynth.pipeline.train import train
 from medsynth.privacy.ledger import Ledger
@@ -57,7 +58,9 @@ def run(schema_name: str, n: int, epsilon: float, overrides: dict, seed: int) ->
     real = planted(schema, simulate(schema, n, random_state=1000 + seed), columns, 1000 + seed)
     fresh = simulate(schema, 2000, random_state=5000 + seed)
     holdout = planted(schema, fresh, columns, 5000 + seed)
-    config = dataclasses.replace(TrainConfig(), **overrides)
+    knobs = dict(overrides)
+    network = NetworkConfig(**knobs.pop("network", {}))
+    config = dataclasses.replace(TrainConfig(network=network), **knobs)
     private = epsilon > 0
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger.create(Path(tmp, "ledger.jsonl"), default_cap=max(epsilon, 10.0))

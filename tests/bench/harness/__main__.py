@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.bench.harness.run import FULL, SMALL, run_bench
+from tests.bench.harness.systems import ALL_SYSTEMS
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -18,7 +19,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+")
     p.add_argument("--epsilons", nargs="+", type=float)
     p.add_argument("--seeds", nargs="+", type=int)
-    p.add_argument("--systems", nargs="+")
+    p.add_argument("--systems", nargs="+", help="of: " + ", ".join(ALL_SYSTEMS))
     p.add_argument("--delta", type=float, default=1e-5)
     p.add_argument("--out", type=Path, help="run folder (default out/bench/<UTC time>)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per system fit")

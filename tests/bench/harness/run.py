@@ -24,7 +24,7 @@ SMALL = {
     "datasets": ["breast-cancer", "diabetes"],
     "epsilons": [1.0, 3.0, 8.0],
     "seeds": [0],
-    "systems": ["medsynth", "medsynth-tuned", "real"],
+    "systems": ["medsynth", "medsynth-nodp", "real"],
     "peer_options": {
         "dpctgan": {"epochs": 30, "batch_size": 128},
         "patectgan": {"epochs": 30},
@@ -40,13 +40,6 @@ FULL = {
     # rate above 1); AIM's default of 16 rounds per column takes hours on 2 cores.
     "peer_options": {"dpctgan": {"batch_size": 128}},
 }
-# TrainConfig overrides of the ``medsynth-tuned`` system (public choices, the same for every
-# dataset and epsilon; chosen on breast cancer at epsilon 1 and 3, see docs/benchmarks.md):
-# three times the DP-SGD steps at a higher learning rate, no pretraining on simulated patients
-# (the simulator measures about 60% of a bench schema's channels per visit, teaching the model
-# to skip the rest).
-TUNED = {"epochs": 60, "learning_rate": 0.01, "pretrain_patients": 0}
-OWN_CONFIGS = {"medsynth-tuned": TUNED}
 # Rough relative cost of a fit, to start the longest first when running in parallel.
 COST = {"flchain": 4, "pbcseq": 4, "breast-cancer": 2, "mgus2": 1, "diabetes": 1}
 
@@ -101,8 +94,7 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
     }
     if system.startswith("medsynth"):
         job["train"] = str(work.parent / "train-cohort")
-        base = OWN_CONFIGS.get(system, {})
-        job["train_config"] = {**base, **(meta.get("medsynth_config") or {})}
+        job["train_config"] = dict(meta.get("medsynth_config") or {})
         res = systems.run_medsynth(system, job, work, timeout)
     else:
         job.update(
@@ -114,6 +106,8 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
             job.update(systems.sequential_job(data, work))
         res = systems.run_peer(system, job, work, timeout)
     row.update(ok=res.ok, fit_s=res.fit_s, sample_s=res.sample_s, peak_mb=res.peak_mb)
+    if res.detail and "fit_reused" in res.detail:
+        row["fit_reused"] = res.detail["fit_reused"]  # True: the fit of an earlier system's run
     if not res.ok:
         row["error"] = res.error
         return row
@@ -132,7 +126,7 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
         row.update(score(data, data.flat(syn), seed, syn.events))
         row.update(_audit(data, syn, seed))
     else:
-        flat = systems.read_peer_output(work)
+        flat = systems.read_peer_output(work, system)
         row.update(score(data, flat, seed))
         row.update(_audit(data, unflatten(flat, data.schema), seed))
     return row
@@ -155,7 +149,8 @@ def _prepare(name: str, seed: int, out: Path) -> BenchData:
 
 
 def _tasks(meta: dict, out: Path, rows: list[dict]):
-    """(data, system, epsilon, seed, work folder) for every run of the plan."""
+    """(data, system, epsilon, seed, work folder) for every run of the plan; systems sharing a
+    fit (``mst``, ``mst-iid``) share the work folder of that fit (``systems.fit_system``)."""
     for name in meta["datasets"]:
         if name not in LOADERS:
             raise SystemExit(f"unknown dataset {name!r}; known: {', '.join(LOADERS)}")
@@ -181,7 +176,8 @@ def _tasks(meta: dict, out: Path, rows: list[dict]):
                 if data.longitudinal and peer is not None and not peer.sequential:
                     continue
                 for eps in meta["epsilons"] if system in systems.PRIVATE else [None]:
-                    tag = f"{system}-eps{eps:g}" if eps is not None else system
+                    fit = systems.fit_system(system)
+                    tag = f"{fit}-eps{eps:g}" if eps is not None else fit
                     yield data, system, eps, seed, out / name / f"seed{seed}" / tag
 
 
@@ -249,7 +245,8 @@ def rescore(out: Path, plots: Path | None = None) -> list[dict]:
                 cache[key] = LOADERS[row["dataset"]](row["seed"])
             data = cache[key]
             eps = row["epsilon"]
-            tag = row["system"] if eps is None else f"{row['system']}-eps{eps:g}"
+            fit = systems.fit_system(row["system"])
+            tag = fit if eps is None else f"{fit}-eps{eps:g}"
             work = out / data.name / f"seed{row['seed']}" / tag
             if row["system"] == "real":
                 row.update(score(data, data.flat(data.train), row["seed"], real=True))
@@ -262,7 +259,7 @@ def rescore(out: Path, plots: Path | None = None) -> list[dict]:
                 row.update(score(data, data.flat(syn), row["seed"], syn.events))
                 row.update(_audit(data, syn, row["seed"]))
             else:
-                flat = systems.read_peer_output(work)
+                flat = systems.read_peer_output(work, row["system"])
                 row.update(score(data, flat, row["seed"]))
                 row.update(_audit(data, unflatten(flat, data.schema), row["seed"]))
             row = {k: _nan(v) if isinstance(v, float) else v for k, v in row.items()}

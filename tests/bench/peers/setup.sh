@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PYTHON=${PYTHON:-python3.11}
 TORCH=${TORCH:-torch==2.13.0}
-CPU_INDEX=${CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+CPU_INDEX=${CPU_INDEX-https://download.pytorch.org/whl/cpu}
 peers=("$@")
 [ ${#peers[@]} -eq 0 ] && peers=(smartnoise mostlyai)
 
