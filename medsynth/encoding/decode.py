@@ -79,6 +79,44 @@ def _align(vocab: Vocabulary, rows: np.ndarray, times: np.ndarray, n: int) -> np
     return shift
 
 
+def _visit_times(events: pd.DataFrame, patient_ids: list[str]) -> list[np.ndarray]:
+    """Each patient's distinct event times, sorted (patient order of ``patient_ids``)."""
+    index = {pid: i for i, pid in enumerate(patient_ids)}
+    rows = events["patient_id"].map(index).to_numpy(dtype=np.int64)
+    times = events["time"].to_numpy(dtype=np.float64)
+    order = np.lexsort((times, rows))
+    rows, times = rows[order], times[order]
+    cuts = np.searchsorted(rows, np.arange(1, len(patient_ids)))
+    return [np.unique(t) for t in np.split(times, cuts)]
+
+
+def _at_visits(
+    onset: np.ndarray,
+    later: np.ndarray,
+    rows: np.ndarray,
+    bins: np.ndarray,
+    edges: np.ndarray,
+    shift: np.ndarray,
+    visits: list[np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Onsets dated at one of the patient's visits inside their onset bin, when there is one.
+
+    The model chooses the bin (a stretch of the timeline); where inside it a diagnosis falls is
+    not learned. Diagnoses are made at encounters, so a visit of the patient inside the bin is
+    chosen at random when the bin holds any, and the uniform draw is kept otherwise (a
+    diagnosis in a stretch without visits stays where the model put it).
+    """
+    out = onset.copy()
+    for j in np.flatnonzero(later):
+        times = visits[rows[j]]
+        lo, hi = edges[bins[j]] + shift[rows[j]], edges[bins[j] + 1] + shift[rows[j]]
+        a, b = np.searchsorted(times, lo), np.searchsorted(times, hi)
+        if b > a:
+            out[j] = times[a + int(rng.integers(b - a))]
+    return out
+
+
 def decode_patients(
     vocab: Vocabulary,
     sampled: SampledPatients,
@@ -121,12 +159,14 @@ def decode_patients(
     n_attr = len(schema.attributes)
     cond_rows, cond_codes, cond_onsets = [], [], []
     edges = vocab.onset_edges
+    visits = _visit_times(events, patient_ids)
     for k, cond in enumerate(schema.conditions):
         loc = local[:, n_attr + k]
         present = np.flatnonzero(loc > 0)
         later = loc[present] >= 2
         bins = np.clip(loc[present] - 2, 0, len(edges) - 2)
         onset = np.where(later, sample_in_bins(bins, edges, None, rng) + shift[present], 0.0)
+        onset = _at_visits(onset, later, present, bins, edges, shift, visits, rng)
         cond_rows.append(present)
         cond_codes += [cond.code] * len(present)
         cond_onsets.append(np.clip(onset, 0.0, horizon))

@@ -110,3 +110,29 @@ def test_generated_timelines_keep_the_structure(tmp_path, declared) -> None:
         has = set(syn.conditions.loc[syn.conditions["code"] == HYPERTENSION, "patient_id"])
         assert has == set(syn.patients["patient_id"])
     assert (per_day.min() == 0).all()  # the first visit at time zero (first_event anchor)
+
+
+def test_a_later_diagnosis_is_dated_at_a_visit_inside_its_bin_when_there_is_one() -> None:
+    from medsynth.encoding.decode import _at_visits
+
+    edges = np.array([0.0, 300.0, 700.0, 1000.0])
+    visits = [np.array([0.0, 100.0, 400.0]), np.array([0.0])]
+    drawn = np.array([350.0, 800.0, 250.0, 0.0])  # uniform draws inside each bin
+    later = np.array([True, True, True, False])
+    rows = np.array([0, 0, 1, 1])
+    bins = np.array([1, 2, 0, 0])
+    out = _at_visits(drawn, later, rows, bins, edges, np.zeros(2), visits, np.random.default_rng(0))
+    # bin [300, 700) holds the visit at 400; [700, 1000) holds none; patient 1's bin
+    # [0, 300) holds its visit at 0; an onset at the start is left alone
+    assert out.tolist() == [400.0, 800.0, 0.0, 0.0]
+    shifted = _at_visits(
+        drawn[:1],
+        later[:1],
+        rows[:1],
+        bins[:1],
+        edges,
+        np.array([-150.0, 0.0]),
+        visits,
+        np.random.default_rng(0),
+    )
+    assert shifted.tolist() == [400.0]  # the bin moves with the timeline: [150, 550)
