@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsynth.encoding.vocabulary import ATTRIBUTE, CONDITION, EOS, GAP, VALUE
+from medsynth.encoding.vocabulary import ATTRIBUTE, CONDITION, GAP, VALUE
 from medsynth.errors import DataError
 
 __all__ = [
@@ -291,10 +291,10 @@ class VisitBias(nn.Module):
 
     The *state* after a token is the channel of a value token, "a gap" (a visit was opened),
     or "the start" (BOS or a prefix token); the *class* of a candidate next token is its
-    channel for a value token, "a gap" for every gap bin, or "the end" (EOS). The bias of a
-    candidate is the weight of (state, class): ``(C + 2) * (C + 2)`` weights for ``C``
-    channels, one ``nn.Embedding`` row per state, zero at start, times ``scale`` (the
-    reparametrisation of the other biases). Tokens of other kinds get no bias.
+    channel for a value token or "a gap" for every gap bin. The bias of a candidate is the
+    weight of (state, class): ``(C + 2) * (C + 1)`` weights for ``C`` channels, one
+    ``nn.Embedding`` row per state, zero at start, times ``scale`` (the reparametrisation of
+    the other biases). Tokens of other kinds, the end of the record included, get no bias.
 
     Which labs come together at a visit, in which order, and when a record ends are the same
     few choices in every patient's record, so these weights collect the gradient of every
@@ -311,16 +311,18 @@ class VisitBias(nn.Module):
         state = torch.full_like(token_channel, c + 1)
         state[values] = token_channel[values]
         state[gaps] = c
-        klass = torch.full_like(token_channel, c + 2)  # the zero column: no bias
+        # The end of the record gets no weight here (its column stays zero): a record's length
+        # is left to the network, which sees the whole record so far; a weight of its own for
+        # the end moved with the noise and shortened records.
+        klass = torch.full_like(token_channel, c + 1)  # the zero column: no bias
         klass[values] = token_channel[values]
         klass[gaps] = c
-        klass[EOS] = c + 1
         self.register_buffer("state", state, persistent=False)  # [V]
         self.register_buffer("klass", klass, persistent=False)  # [V]
         self.scale = float(scale)
         # Zero at start, built without drawing from the random generator, so adding the bias
         # leaves every other layer's initialisation for a given seed as it was.
-        self.weight = nn.Embedding(c + 2, c + 2, _weight=torch.zeros(c + 2, c + 2))
+        self.weight = nn.Embedding(c + 2, c + 1, _weight=torch.zeros(c + 2, c + 1))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[..., V]`` biases of the token after each of ``tokens`` (``[b]`` or ``[b, t]``)."""
