@@ -319,25 +319,18 @@ def train(
             "device_type": dev.type,
             "secure_rng": secure_rng,
         }
-        if record is None:
-            save_artifact(
-                out,
-                vocab=vocab,
-                net=net.cpu(),
-                training=training,
-                privacy=None,
-                overwrite=overwrite,
-            )
-        else:
+        settle = None  # the non-private mode has no charge to settle
+        if record is not None:
             assert book is not None and charge is not None
-            save_artifact(
-                out,
-                vocab=vocab,
-                net=net.cpu(),
-                training=training,
-                privacy=record,
-                overwrite=overwrite,
-                before_publish=lambda digest: book.attach_artifact(charge.id, digest),
-            )
+            settle = lambda digest: book.attach_artifact(charge.id, digest)  # noqa: E731
+        save_artifact(
+            out,
+            vocab=vocab,
+            net=net.cpu(),
+            training=training,
+            privacy=record,
+            overwrite=overwrite,
+            before_publish=settle,
+        )
     dist.barrier()
     return Path(out)
