@@ -65,6 +65,7 @@ def value_edges(
     n_low: int = 3,
     n_high: int = 7,
     log: bool = False,
+    point_masses: tuple[float, ...] = (),
 ) -> np.ndarray:
     """Bins for a channel: ``n_core`` equal bins over the normal range widened by its width on
     each side, and quadratically widening tail bins out to the bounds.
@@ -72,11 +73,13 @@ def value_edges(
     Without a normal range the middle half of ``[lo, hi]`` plays its part. ``log``: as many
     bins (``n_core + n_low + n_high``), equal in log space over ``[lo, hi]`` (``lo > 0``): a
     right-skewed value on a wide range keeps the same relative resolution everywhere.
+    ``point_masses``: each value gets a bin of its own that holds it alone (with ``decimals``,
+    the one grid value; without, the value and the next double), added to the others.
     """
     if log:
         edges = np.geomspace(lo, hi, n_core + n_low + n_high + 1)
         edges[0], edges[-1] = lo, hi
-        return snap_edges(edges, decimals)
+        return _with_point_masses(snap_edges(edges, decimals), point_masses, decimals)
     if normal is None:
         a, b = lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)
     else:
@@ -92,7 +95,26 @@ def value_edges(
     parts = [low if core_lo > lo else np.array([]), core, high if core_hi < hi else np.array([])]
     edges = np.unique(np.clip(np.concatenate(parts), lo, hi))
     edges[0], edges[-1] = lo, hi
-    return snap_edges(edges, decimals)
+    return _with_point_masses(snap_edges(edges, decimals), point_masses, decimals)
+
+
+def _with_point_masses(
+    edges: np.ndarray, values: tuple[float, ...], decimals: int | None
+) -> np.ndarray:
+    """``edges`` with a bin ``[v, v + step)`` for each value (``[hi - step / 2, hi]`` at the
+    top) so that the bin holds ``v`` alone; ``step`` is one unit of the ``decimals`` grid."""
+    if not values:
+        return edges
+    lo, hi = float(edges[0]), float(edges[-1])
+    extra = []
+    for v in sorted(set(values)):
+        step = 10.0 ** (-decimals) if decimals is not None else None
+        if v >= hi:  # the last bin is closed: (hi - step / 2, hi] holds hi alone
+            extra += [hi - step / 2 if step else np.nextafter(hi, -np.inf)]
+            continue
+        above = v + step if step else np.nextafter(v, np.inf)
+        extra += [v, round(above, decimals) if step else above]
+    return np.unique(np.clip(np.concatenate([edges, extra]), lo, hi))
 
 
 def gap_edges(horizon_days: float, n_bins: int = 48) -> np.ndarray:
@@ -141,7 +163,10 @@ def sample_in_bins(
         if decimals is None:
             return np.clip(drawn, left, right)
     elif decimals is None:
-        return left + (right - left) * u
+        # a bin one double wide is a point mass (see value_edges): its value exactly
+        single = right <= np.nextafter(left, np.inf)
+        point = np.where(last, right, left)  # the top bin is closed: its point is the bound
+        return np.where(single, point, left + (right - left) * u)
     step = 10.0 ** (-decimals)
     first = np.ceil(np.round(left / step, 6))
     scaled = np.round(right / step, 6)

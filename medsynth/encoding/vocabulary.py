@@ -373,6 +373,7 @@ def build_vocabulary(schema: DatasetSchema, config: EncodingConfig | None = None
             n_low=config.value_low_bins,
             n_high=config.value_high_bins,
             log=channel_is_log(ch, config),
+            point_masses=ch.point_masses,
         )
         val_edges[ch.name] = edges
         val_first[ch.name] = len(tokens)

@@ -154,6 +154,17 @@ def _semantic_problems(doc: dict[str, Any]) -> Iterator[Problem]:
             yield Problem(where, f"min {c['min']} must be below max {c['max']}")
         if c.get("scale") == "log" and not c["min"] > 0:
             yield Problem(where, f"scale 'log' needs min > 0, got {c['min']}")
+        for j, v in enumerate(c.get("point_masses", [])):
+            if not c["min"] <= v <= c["max"]:
+                yield Problem(
+                    f"{where}.point_masses[{j}]",
+                    f"{v} lies outside the channel's bounds [{c['min']}, {c['max']}]",
+                )
+            elif "decimals" in c and round(v, c["decimals"]) != v:
+                yield Problem(
+                    f"{where}.point_masses[{j}]",
+                    f"{v} has more decimals than the channel's {c['decimals']}",
+                )
         if "normal" in c:
             lo, hi = c["normal"]
             if not c["min"] <= lo < hi <= c["max"]:
@@ -350,6 +361,7 @@ def _build(doc: dict[str, Any]) -> DatasetSchema:
             description=c.get("description", ""),
             repeat_within_visit=bool(c.get("repeat_within_visit", False)),
             scale=c.get("scale"),
+            point_masses=tuple(float(v) for v in c.get("point_masses", [])),
         )
         for c in doc["channels"]
     )

@@ -109,6 +109,9 @@ class Channel:
     # "linear" or "log": how its bins are spaced; None: chosen from the bounds (see
     # medsynth.encoding.vocabulary.channel_is_log).
     scale: Literal["linear", "log"] | None = None
+    # Values that hold a share of their own (a detection limit, an assay's "not detected"
+    # value): each gets a bin holding that value alone, generated exactly.
+    point_masses: tuple[float, ...] = ()
 
     def accepts_unit(self, unit: str | None) -> bool:
         return unit is not None and (unit == self.unit or unit in self.unit_aliases)

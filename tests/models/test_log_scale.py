@@ -65,3 +65,32 @@ def test_log_bins_keep_relative_resolution_and_values_their_shape() -> None:
     assert abs(float(np.mean(drawn < np.sqrt(1000 * 10000))) - 0.5) < 0.02
     flat = sample_in_bins(bins, np.array([1.0, 10.0, 100.0, 1000.0, 10000.0]), 0, rng)
     assert float(np.mean(flat < np.sqrt(1000 * 10000))) < 0.3
+
+
+@pytest.mark.parametrize("decimals", [1, None])
+def test_a_point_mass_gets_a_bin_of_its_own_and_is_generated_exactly(decimals) -> None:
+    """A cycle-threshold assay reports "not detected" as 45 (the schema's bound is 50)."""
+    edges = value_edges(5, 50, normal=(10, 40), decimals=decimals, point_masses=(45.0, 50.0, 5.0))
+    rng = np.random.default_rng(0)
+    for v in (45.0, 50.0, 5.0):
+        k = int(np.searchsorted(edges, v, side="right") - 1)
+        k = min(k, len(edges) - 2)
+        drawn = sample_in_bins(np.full(300, k), edges, decimals, rng)
+        assert set(drawn.tolist()) == {v}, (v, edges[k : k + 2])
+    # neighbours stay in other bins
+    near = np.searchsorted(edges, [44.9, 45.1, 49.9], side="right") - 1
+    at = np.searchsorted(edges, [45.0, 50.0], side="right") - 1
+    assert not set(near.tolist()) & {int(at[0]), min(int(at[1]), len(edges) - 2)}
+
+
+def test_point_masses_are_checked_and_reach_the_vocabulary() -> None:
+    with pytest.raises(SchemaError, match="outside the channel's bounds"):
+        _schema(point_masses=[700])
+    with pytest.raises(SchemaError, match="more decimals"):
+        _schema(point_masses=[45.5])  # glucose has decimals 0
+    plain = build_vocabulary(_schema()).value_edges["glucose"]
+    marked = build_vocabulary(_schema(point_masses=[45])).value_edges["glucose"]
+    assert 45 in marked and 46 in marked and len(marked) > len(plain)
+    assert (
+        build_vocabulary(_schema()).sha256 == build_vocabulary(parse_schema(minimal_doc())).sha256
+    )
