@@ -50,6 +50,7 @@ class BenchData:
     task: str  # "classification" or "regression"
     longitudinal: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    visit_figures: bool = False  # also score medsynth.audit.visits (the export README's figures)
 
     def flat(self, cohort: Cohort) -> pd.DataFrame:
         return flatten(cohort, self.columns)
@@ -470,10 +471,60 @@ def mgus2(seed: int) -> BenchData:
     return _survival_one_visit("mgus2", drop, labs, ("pstat", "C90.00"), seed)
 
 
+# The shared pbcseq FHIR export (a hospital-shaped export with a schema written by someone
+# else): ``BENCH_PBCSEQ_FHIR=DIR`` or ``../shared/data/pbcseq-fhir`` beside the repository.
+SHARED_PBCSEQ_FHIR = Path(
+    os.environ.get(
+        "BENCH_PBCSEQ_FHIR",
+        Path(__file__).resolve().parents[4] / "shared" / "data" / "pbcseq-fhir",
+    )
+)
+
+
+def pbcseq_fhir(seed: int) -> BenchData:
+    """The shared pbcseq FHIR export, read through ``ingest``'s path with its own schema, on
+    the README's fixed 218 / 94 split (``split.py``): ``seed`` only names the training run.
+
+    Raises:
+        ImportError: the shared folder is absent (the harness reports the dataset as skipped).
+    """
+    import importlib.util
+    import tempfile
+
+    from medsynth.sources import open_source
+
+    folder = SHARED_PBCSEQ_FHIR
+    if not (folder / "split.py").is_file():
+        raise ImportError(f"pbcseq-fhir skipped: the shared export is not at {folder}")
+    split_dir = Path(tempfile.gettempdir()) / "medsynth-bench-pbcseq-fhir"
+    if not (split_dir / "split.json").is_file():
+        spec = importlib.util.spec_from_file_location("pbcseq_split", folder / "split.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.main("pbcseq", str(folder), str(split_dir))
+    schema = load_schema(folder / "pbcseq.dataset.json")
+    train = open_source([split_dir / "train"], schema).cohort
+    hold = open_source([split_dir / "holdout"], schema).cohort
+    return BenchData(
+        "pbcseq-fhir",
+        schema,
+        train,
+        hold,
+        schema_columns(schema),
+        "deceased",
+        "classification",
+        longitudinal=True,
+        notes=("the export's README split; seeds are training runs on it",),
+        visit_figures=True,
+    )
+
+
 LOADERS = {
     "breast-cancer": breast_cancer,
     "diabetes": diabetes,
     "pbcseq": pbcseq,
+    "pbcseq-fhir": pbcseq_fhir,
     "flchain": flchain,
     "mgus2": mgus2,
 }

@@ -41,7 +41,14 @@ FULL = {
     "peer_options": {"dpctgan": {"batch_size": 128}},
 }
 # Rough relative cost of a fit, to start the longest first when running in parallel.
-COST = {"flchain": 4, "pbcseq": 4, "breast-cancer": 2, "mgus2": 1, "diabetes": 1}
+COST = {
+    "flchain": 4,
+    "pbcseq": 4,
+    "pbcseq-fhir": 4,
+    "breast-cancer": 2,
+    "mgus2": 1,
+    "diabetes": 1,
+}
 
 
 def _nan(x) -> float | None:
@@ -49,7 +56,13 @@ def _nan(x) -> float | None:
 
 
 def score(
-    data: BenchData, syn_flat: pd.DataFrame, seed: int, syn_events=None, *, real: bool = False
+    data: BenchData,
+    syn_flat: pd.DataFrame,
+    seed: int,
+    syn_events=None,
+    *,
+    real: bool = False,
+    syn_cohort=None,
 ) -> dict:
     """Every figure of one output. ``real``: the output is the training table itself; its
     fidelity figures then compare the holdout with the training table (the sampling floor)."""
@@ -64,6 +77,22 @@ def score(
     }
     if real:
         syn_events = data.holdout.events
+        syn_cohort = data.holdout
+    if data.visit_figures and syn_cohort is not None:
+        from medsynth.audit.visits import visit_figures
+
+        fig = visit_figures(data.train, syn_cohort)
+        row.update(
+            visit_lab_tvd=fig.lab_tvd,
+            visit_visits_tvd=fig.visits_tvd,
+            visit_gap_tvd=fig.gap_tvd,
+            visit_lag1_mad=fig.lag1_mad,
+            visit_presence_gap=fig.presence_max_gap,
+            visit_repeat_cells=fig.repeat_cells,
+            visit_onsets_after_last=(
+                fig.onsets_after_last_visit / fig.onsets if fig.onsets else 0.0
+            ),
+        )
     if data.longitudinal and syn_events is not None:
         bounds = {ch.name: (float(ch.min), float(ch.max)) for ch in data.schema.channels}
         row.update(
@@ -115,7 +144,7 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
         from medsynth.cohort import Cohort
 
         syn = Cohort.load(work / "synthetic")
-        row.update(score(data, data.flat(syn), seed, syn.events))
+        row.update(score(data, data.flat(syn), seed, syn.events, syn_cohort=syn))
         row.update(_audit(data, syn, seed))
         training = res.detail.get("training", {})
         row["steps"] = training.get("steps")
@@ -123,7 +152,7 @@ def _one(data: BenchData, system: str, eps, seed: int, meta: dict, work: Path, t
         row["epsilon_spent"] = res.detail.get("privacy", {}).get("epsilon")
     elif data.longitudinal:
         syn = systems.read_peer_cohort(work, data.schema)
-        row.update(score(data, data.flat(syn), seed, syn.events))
+        row.update(score(data, data.flat(syn), seed, syn.events, syn_cohort=syn))
         row.update(_audit(data, syn, seed))
     else:
         flat = systems.read_peer_output(work, system)
@@ -252,11 +281,11 @@ def rescore(out: Path, plots: Path | None = None) -> list[dict]:
                 row.update(score(data, data.flat(data.train), row["seed"], real=True))
             elif row["system"].startswith("medsynth"):
                 syn = Cohort.load(work / "synthetic")
-                row.update(score(data, data.flat(syn), row["seed"], syn.events))
+                row.update(score(data, data.flat(syn), row["seed"], syn.events, syn_cohort=syn))
                 row.update(_audit(data, syn, row["seed"]))
             elif data.longitudinal:
                 syn = systems.read_peer_cohort(work, data.schema)
-                row.update(score(data, data.flat(syn), row["seed"], syn.events))
+                row.update(score(data, data.flat(syn), row["seed"], syn.events, syn_cohort=syn))
                 row.update(_audit(data, syn, row["seed"]))
             else:
                 flat = systems.read_peer_output(work, row["system"])
