@@ -65,10 +65,11 @@ class NetworkConfig:
     value of channel ``c'``, a gap, the end of the record) by a learned weight for the pair
     (what came last, what comes next), times ``visit_scale`` (see :class:`VisitBias`).
     ``prefix_marginal`` (default on): one learned logit per attribute and condition token, zero
-    at start, times ``prefix_marginal_scale``: the marginal of each prefix slot (a category's
-    share, how often an attribute is missing, a diagnosis's prevalence) moves that many times
-    faster under Adam than through the output layer's own bias, so the few noisy DP-SGD steps
-    can carry it all the way from the uniform start to what the data says.
+    at start, times ``marginal_scale``: the marginal of each prefix slot (a category's share,
+    how often an attribute is missing, a diagnosis's prevalence) moves that many times faster
+    under Adam than through the output layer's own bias, so the few noisy DP-SGD steps can
+    carry it all the way from the uniform start to what the data says. ``gap_marginal``
+    (default on): the same for each gap bin (the spacing of visits).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -87,7 +88,8 @@ class NetworkConfig:
     visit_bias: bool = True
     visit_scale: float = 10.0
     prefix_marginal: bool = True
-    prefix_marginal_scale: float = 10.0
+    gap_marginal: bool = True
+    marginal_scale: float = 10.0
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -99,7 +101,7 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("prefix_bias", "smooth_bias", "visit_bias", "prefix_marginal"):
+        for name in ("prefix_bias", "smooth_bias", "visit_bias", "prefix_marginal", "gap_marginal"):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -117,7 +119,7 @@ class NetworkConfig:
             "transition_scale",
             "smooth_scale",
             "visit_scale",
-            "prefix_marginal_scale",
+            "marginal_scale",
         ):
             scale = doc.get(name, 1.0)  # configs without it were trained at scale 1
             if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
@@ -434,11 +436,17 @@ class PatientNetwork(nn.Module):
             if token_channel is None or token_kind is None or int(token_channel.max()) < 0:
                 raise DataError("visit_bias needs a schema with at least one channel")
             self.visit = VisitBias(token_channel, token_kind, self.n_channels, config.visit_scale)
-        if config.prefix_marginal:
+        if config.prefix_marginal or config.gap_marginal:
             if token_kind is None:
-                raise DataError("prefix_marginal needs the vocabulary's token kinds")
-            prefix_tokens = (token_kind == ATTRIBUTE) | (token_kind == CONDITION)
-            self.register_buffer("prefix_tokens", prefix_tokens.float(), persistent=False)
+                raise DataError(
+                    "prefix_marginal and gap_marginal need the vocabulary's token kinds"
+                )
+            marked = torch.zeros_like(token_kind, dtype=torch.bool)
+            if config.prefix_marginal:
+                marked |= (token_kind == ATTRIBUTE) | (token_kind == CONDITION)
+            if config.gap_marginal:
+                marked |= token_kind == GAP
+            self.register_buffer("marginal_tokens", marked.float(), persistent=False)
             # zero at start, without drawing from the random generator (see VisitBias)
             self.marginal = nn.Embedding(1, vocab_size, _weight=torch.zeros(1, vocab_size))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -470,7 +478,7 @@ class PatientNetwork(nn.Module):
         logits = self.head(self.ln_f(x))
         if self.config.visit_bias:
             logits = logits + self.visit(tokens)
-        if self.config.prefix_marginal:
+        if self.config.prefix_marginal or self.config.gap_marginal:
             logits = logits + self._marginal(tokens.shape[0])[:, None, :]
         if self.config.transition_steps or self.config.smooth_bias:
             latest = latest_values(tokens, self.token_channel, self.n_channels)
@@ -486,11 +494,12 @@ class PatientNetwork(nn.Module):
         return logits
 
     def _marginal(self, batch: int) -> torch.Tensor:
-        """``[b, V]``: the scaled prefix-token logits (zero for every other token)."""
+        """``[b, V]``: the scaled marginal logits of the prefix and gap tokens (zero for every
+        other token)."""
         # [b, 1] indices: Opacus' per-sample gradients need the batch dimension first
-        index = torch.zeros(batch, 1, dtype=torch.long, device=self.prefix_tokens.device)
+        index = torch.zeros(batch, 1, dtype=torch.long, device=self.marginal_tokens.device)
         weights = self.marginal(index)[:, 0]
-        return self.config.prefix_marginal_scale * weights * self.prefix_tokens
+        return self.config.marginal_scale * weights * self.marginal_tokens
 
     def _add_smooth(
         self, logits: torch.Tensor, prefix_counts: torch.Tensor, latest: torch.Tensor
@@ -545,7 +554,7 @@ class PatientNetwork(nn.Module):
         logits = self.head(self.ln_f(x))[:, 0]
         if self.config.visit_bias:
             logits = logits + self.visit(tokens)
-        if self.config.prefix_marginal:
+        if self.config.prefix_marginal or self.config.gap_marginal:
             logits = logits + self._marginal(tokens.shape[0])
         if self.config.transition_steps:
             if latest is None:

@@ -79,11 +79,11 @@ def test_alone_it_learns_which_channel_follows_which(small_cohort) -> None:
     assert np.isfinite(w.numpy()).all() and w.abs().max() > 0.5
 
 
-def test_prefix_marginal_is_off_in_old_configs_and_touches_only_prefix_tokens() -> None:
-    assert NetworkConfig().prefix_marginal is True
-    assert NetworkConfig().prefix_marginal_scale == 10.0
+def test_marginals_are_off_in_old_configs_and_touch_only_prefix_and_gap_tokens() -> None:
+    assert NetworkConfig().prefix_marginal is True and NetworkConfig().gap_marginal is True
+    assert NetworkConfig().marginal_scale == 10.0
     old = NetworkConfig.from_dict({"d_model": 32})
-    assert old.prefix_marginal is False and old.prefix_marginal_scale == 1.0
+    assert not old.prefix_marginal and not old.gap_marginal and old.marginal_scale == 1.0
     vocab = build_vocabulary(small_schema())
     net = build_network(vocab, TINY_NET)
     assert not net.marginal.weight.any()
@@ -91,8 +91,12 @@ def test_prefix_marginal_is_off_in_old_configs_and_touches_only_prefix_tokens() 
         net.marginal.weight.normal_()
     bias = net._marginal(3)
     kind = torch.as_tensor(vocab.token_kind)
-    prefix = (kind == ATTRIBUTE) | (kind == CONDITION)
-    assert bias[:, prefix].abs().min() > 0 and not bias[:, ~prefix].any()
+    marked = (kind == ATTRIBUTE) | (kind == CONDITION) | (kind == GAP)
+    assert bias[:, marked].abs().min() > 0 and not bias[:, ~marked].any()
+    gaps_only = build_network(vocab, dataclasses.replace(TINY_NET, prefix_marginal=False))
+    with torch.no_grad():
+        gaps_only.marginal.weight.normal_()
+    assert not gaps_only._marginal(2)[:, ~(kind == GAP)].any()
 
 
 def test_prefix_marginal_alone_learns_a_missing_rate_of_zero(small_cohort) -> None:
