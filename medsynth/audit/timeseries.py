@@ -45,7 +45,7 @@ from medsynth.audit.fidelity import (
     ks_statistic,
     tvd,
 )
-from medsynth.audit.visits import structure_counts, visit_figures
+from medsynth.audit.visits import STRUCTURE_FIELDS, structure_counts, visit_figures
 from medsynth.cohort import PATIENT_ID, Cohort
 
 DAYS_PER_YEAR = 365.25
@@ -237,16 +237,17 @@ def plausibility(real: Cohort, other: Cohort) -> dict[str, Any]:
     """What a clinician checks first in a timeline (:mod:`medsynth.audit.visits`): values of one
     channel repeated at one visit (a patient-day), diagnoses dated after the last visit,
     channels missing from visits, visits per patient, and values beyond the schema's bounds."""
-    counts = structure_counts(other)
     outside = 0
     for ch in other.schema.channels:
         values = other.events.loc[other.events["channel"] == ch.name, "value"]
         outside += int(((values < ch.min) | (values > ch.max)).sum())
     if len(real.events) and len(other.events):
-        fig = visit_figures(real, other)
+        fig = visit_figures(real, other)  # holds the structure counts of ``other`` too
+        counts = {k: getattr(fig, k) for k in STRUCTURE_FIELDS}
         presence_gap, visits = fig.presence_max_gap, fig.visits_tvd
         presence = {"real": fig.presence_real, "synthetic": fig.presence_synthetic}
     else:
+        counts = structure_counts(other)
         presence_gap, visits, presence = None, None, {}
     return {
         "repeat_cells": counts["repeat_cells"],

@@ -36,7 +36,10 @@ from scipy import stats
 
 from medsynth.cohort import PATIENT_ID, Cohort
 
-__all__ = ["VisitFigures", "visit_figures", "visit_table"]
+__all__ = ["STRUCTURE_FIELDS", "VisitFigures", "structure_counts", "visit_figures", "visit_table"]
+
+# The keys of :func:`structure_counts`, also fields of :class:`VisitFigures`.
+STRUCTURE_FIELDS = ("repeat_cells", "cells", "onsets_after_last_visit", "onsets")
 
 N_BINS = 10
 MIN_LAG_PAIRS = 30
