@@ -34,6 +34,7 @@ __all__ = [
     "resolve_config",
     "resolve_pretraining",
     "rule_schedule",
+    "rule_steps_per_epoch",
 ]
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
@@ -131,6 +132,13 @@ class RuleChoice:
     reasons: tuple[str, ...]
 
 
+def rule_steps_per_epoch(n_patients: int) -> int:
+    """The rule's steps per epoch ``k = max(4, ceil(N / 512))``: expected batch N / k."""
+    if n_patients < 2:
+        raise MedsynthError(f"training needs at least 2 patients, the cohort has {n_patients}")
+    return max(BATCH_SHARE, math.ceil(n_patients / MAX_BATCH))
+
+
 def rule_schedule(n_patients: int, epsilon: float | None) -> RuleChoice:
     """Sample rate, epochs and learning rate from N and epsilon alone.
 
@@ -139,9 +147,7 @@ def rule_schedule(n_patients: int, epsilon: float | None) -> RuleChoice:
             sample rate is always derived from it).
         epsilon: the target epsilon; None for the non-private benchmark mode.
     """
-    if n_patients < 2:
-        raise MedsynthError(f"training needs at least 2 patients, the cohort has {n_patients}")
-    k = max(BATCH_SHARE, math.ceil(n_patients / MAX_BATCH))
+    k = rule_steps_per_epoch(n_patients)
     reasons = [
         f"sample rate 1/{k}: expected batch N/{k} = {n_patients / k:.0f} patients "
         f"(N/{BATCH_SHARE}, at most {MAX_BATCH})"
@@ -187,7 +193,7 @@ def plan_schedule(config: TrainConfig, n_patients: int) -> Schedule:
     if config.batch_size:
         k = max(1, round(n_patients / min(config.batch_size, n_patients)))
     else:
-        k = rule_schedule(n_patients, None).steps_per_epoch
+        k = rule_steps_per_epoch(n_patients)
     return Schedule(steps_per_epoch=k, epochs=config.epochs or DP_EPOCHS)
 
 

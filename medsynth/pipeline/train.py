@@ -113,10 +113,6 @@ class RunPlan:
     schedule: Schedule
     record: PrivacyRecord | None  # None: the non-private benchmark mode
 
-    @property
-    def private(self) -> bool:
-        return self.record is not None
-
     def lines(self) -> list[str]:
         """The plan in words, one figure per line (``medsynth train --plan``)."""
         from medsynth.models.plan import rule_schedule
