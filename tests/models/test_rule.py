@@ -170,6 +170,14 @@ def test_cli_plan_prints_the_choice_and_the_budget_and_charges_nothing(tmp_path)
     assert both.exit_code == 2 and "takes no --epsilon" in both.output
     neither = CliRunner().invoke(cli, ["train", str(src), "--out", str(tmp_path / "x")])
     assert neither.exit_code == 2 and "--epsilon is required" in neither.output
+    missing = tmp_path / "no-ledger.jsonl"
+    nowhere = CliRunner().invoke(
+        cli,
+        ["train", str(src), "--epsilon", "2", "--accountant", "rdp", "--plan"]
+        + ["--ledger", str(missing), "--no-progress"],
+    )
+    assert nowhere.exit_code == 0 and f"no ledger at {missing}" in nowhere.output
+    assert not missing.exists()  # --plan never starts a ledger
 
 
 def test_non_private_mode_charges_nothing_and_is_refused_for_release(tmp_path) -> None:
