@@ -77,6 +77,7 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         value_first=vocab.value_start,
         n_prefix=vocab.n_prefix,
         token_kind=torch.as_tensor(vocab.token_kind),
+        prefix_features=torch.as_tensor(vocab.prefix_features),
     )
 
 

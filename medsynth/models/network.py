@@ -69,7 +69,12 @@ class NetworkConfig:
     how often an attribute is missing, a diagnosis's prevalence) moves that many times faster
     under Adam than through the output layer's own bias, so the few noisy DP-SGD steps can
     carry it all the way from the uniform start to what the data says. ``gap_marginal``
-    (default on): the same for each gap bin (the spacing of visits).
+    (default on): the same for each gap bin (the spacing of visits). ``prefix_pairs`` (default
+    on): bias each prefix token's logit by a learned linear function of the prefix tokens drawn
+    before it (a numeric attribute by its missing flag and the slope and curvature of its bin's
+    rank, every other token by its own weight), times ``prefix_scale``: how age, sex and each
+    diagnosis shift the slots after them, in a few weights that collect every patient's
+    gradient (see :meth:`PatientNetwork._pair_bias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -90,6 +95,7 @@ class NetworkConfig:
     prefix_marginal: bool = True
     gap_marginal: bool = True
     marginal_scale: float = 10.0
+    prefix_pairs: bool = True
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -101,7 +107,14 @@ class NetworkConfig:
         if unknown:
             raise DataError(f"network config has unknown field(s) {unknown}")
         flags = {}
-        for name in ("prefix_bias", "smooth_bias", "visit_bias", "prefix_marginal", "gap_marginal"):
+        for name in (
+            "prefix_bias",
+            "smooth_bias",
+            "visit_bias",
+            "prefix_marginal",
+            "gap_marginal",
+            "prefix_pairs",
+        ):
             flags[name] = doc.get(name, False)
             if not isinstance(flags[name], bool):
                 raise DataError(
@@ -392,6 +405,7 @@ class PatientNetwork(nn.Module):
         value_first: int = 0,
         n_prefix: int = 0,
         token_kind: torch.Tensor | None = None,
+        prefix_features: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -449,6 +463,18 @@ class PatientNetwork(nn.Module):
             self.register_buffer("marginal_tokens", marked.float(), persistent=False)
             # zero at start, without drawing from the random generator (see VisitBias)
             self.marginal = nn.Embedding(1, vocab_size, _weight=torch.zeros(1, vocab_size))
+        # A prefix of one slot has no pairs: nothing is built, nothing to learn.
+        self.has_pairs = config.prefix_pairs and self.n_prefix > 1
+        if self.has_pairs:
+            if prefix_features is None or prefix_features.shape[0] != value_first:
+                raise DataError("prefix_pairs needs the vocabulary's prefix features")
+            self.prefix_end = int(value_first)
+            self.register_buffer("pair_rows", prefix_features.float().clone(), persistent=False)
+            # zero at start; built inside fork_rng so that every other layer's initialisation
+            # for a given seed stays as it was (see VisitBias)
+            with torch.random.fork_rng(devices=[]):
+                self.pairs = nn.Linear(prefix_features.shape[1], self.prefix_end, bias=False)
+            nn.init.zeros_(self.pairs.weight)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -480,6 +506,8 @@ class PatientNetwork(nn.Module):
             logits = logits + self.visit(tokens)
         if self.config.prefix_marginal or self.config.gap_marginal:
             logits = logits + self._marginal(tokens.shape[0])[:, None, :]
+        if self.has_pairs:
+            logits = self._add_pairs(logits, tokens[:, 1 : self.n_prefix])
         if self.config.transition_steps or self.config.smooth_bias:
             latest = latest_values(tokens, self.token_channel, self.n_channels)
         if self.config.transition_steps:
@@ -492,6 +520,26 @@ class PatientNetwork(nn.Module):
             counts = self.smooth.prefix_counts(tokens[:, 1 : 1 + self.n_prefix], tokens.shape[0])
             logits = self._add_smooth(logits, counts, latest)
         return logits
+
+    def _pair_bias(self, drawn: torch.Tensor) -> torch.Tensor:
+        """``[b, k, prefix_end]``: at each of the ``k`` positions of ``drawn`` (``[b, k]``
+        prefix token ids), the bias of the next prefix slot's tokens: a learned linear map,
+        times ``prefix_scale``, of the summed :attr:`Vocabulary.prefix_features` of that token
+        and every one before it. A numeric attribute enters by its missing flag and the slope
+        and curvature of its bin's rank (three weights per target token instead of one per
+        bin), every other prefix token by its own weight."""
+        features = self.pair_rows[drawn].cumsum(dim=1)  # [b, k, F]
+        return self.config.prefix_scale * self.pairs(features)
+
+    def _add_pairs(self, logits: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        """Add :meth:`_pair_bias` to the prefix-token logits at positions ``1 .. k``: position
+        ``i`` (after the ``i``-th prefix token) predicts prefix slot ``i + 1``. Later positions
+        predict events, where the grammar masks every prefix token."""
+        end = self.prefix_end
+        bias = self._pair_bias(drawn)
+        after = logits.shape[1] - 1 - bias.shape[1]
+        bias = F.pad(bias, (0, 0, 1, after))  # zero at BOS and from the events on
+        return torch.cat([logits[..., :end] + bias, logits[..., end:]], dim=-1)
 
     def _marginal(self, batch: int) -> torch.Tensor:
         """``[b, V]``: the scaled marginal logits of the prefix and gap tokens (zero for every
@@ -538,13 +586,16 @@ class PatientNetwork(nn.Module):
         cache: list[list[torch.Tensor]],
         latest: torch.Tensor | None = None,
         prefix: torch.Tensor | None = None,
+        drawn: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``[b, vocab]`` after feeding one more position (``[b]`` each), cached.
 
         ``latest`` is ``[b, n_channels]``, :func:`latest_values` at this position (read only
         with ``transition_steps`` or ``smooth_bias``). ``prefix`` is ``[b, n_prefix]``, the
         patient's prefix tokens (read only with ``prefix_bias`` and ``smooth_bias``, and only once
-        the prefix is complete: before that, value tokens are masked anyway).
+        the prefix is complete: before that, value tokens are masked anyway). ``drawn`` is
+        ``[b, k]``, the prefix tokens drawn so far while the prefix is being filled (read only
+        with ``prefix_pairs``; None or empty before the first).
         """
         if not cache:
             cache.extend([] for _ in self.blocks)
@@ -556,6 +607,10 @@ class PatientNetwork(nn.Module):
             logits = logits + self.visit(tokens)
         if self.config.prefix_marginal or self.config.gap_marginal:
             logits = logits + self._marginal(tokens.shape[0])
+        if self.has_pairs and drawn is not None and drawn.shape[-1]:
+            end = self.prefix_end
+            bias = self._pair_bias(drawn)[:, -1]
+            logits = torch.cat([logits[:, :end] + bias, logits[:, end:]], dim=-1)
         if self.config.transition_steps:
             if latest is None:
                 raise DataError("this network reads each channel's last value; pass `latest`")

@@ -69,10 +69,12 @@ def sample_batch(
     max_conditions = vocab.schema.limits.max_conditions
     inclusion = {c.code for c in vocab.schema.conditions if c.inclusion}
     present = torch.full((n,), len(inclusion), dtype=torch.long, device=device)
+    drawn: list[torch.Tensor] = []  # prefix tokens in the order drawn (the pair bias reads them)
     for slot in _prefix_order(vocab, plan):
         info = vocab.slots[slot - 1]
         slots = torch.full((n,), slot, dtype=torch.long, device=device)
-        logits = net.step(token, slots, zero_t, position, cache, latest.ids())
+        so_far = torch.stack(drawn, dim=1) if drawn else None
+        logits = net.step(token, slots, zero_t, position, cache, latest.ids(), drawn=so_far)
         allowed = slot_masks[slot].clone()
         if slot in plan.allowed:
             keep = torch.zeros(v, dtype=torch.bool, device=device)
@@ -88,6 +90,7 @@ def sample_batch(
         if optional:
             present += (token != info.first).long()
         prefix[:, slot - 1] = token.cpu().numpy()
+        drawn.append(token)
         position += 1
     return _sample_events(
         net, vocab, token, position, cache, latest, prefix, follow, slot_masks, generator, rng

@@ -214,12 +214,13 @@ class Recorder(torch.nn.Module):
         self.tokens: list[torch.Tensor] = []
         self.latest: list[torch.Tensor | None] = []
         self.prefix: list[torch.Tensor | None] = []
+        self.drawn: list[torch.Tensor | None] = []
 
-    def step(self, tokens, slots, times, position, cache, latest=None, prefix=None):
+    def step(self, tokens, slots, times, position, cache, latest=None, prefix=None, drawn=None):
         self.tokens.append(tokens.clone())
-        for seen, value in ((self.latest, latest), (self.prefix, prefix)):
+        for seen, value in ((self.latest, latest), (self.prefix, prefix), (self.drawn, drawn)):
             seen.append(None if value is None else value.clone())
-        return self.net.step(tokens, slots, times, position, cache, latest, prefix)
+        return self.net.step(tokens, slots, times, position, cache, latest, prefix, drawn)
 
 
 def sample_unconditioned(net: torch.nn.Module, vocab, n: int, seed: int = 0):

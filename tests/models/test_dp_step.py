@@ -24,7 +24,8 @@ N = 6  # patients in the batch; the data loader below has N items and 1 step: ex
 
 # The plain network, one with the transition bias (an nn.Embedding fed [b, t, values]), one
 # with the prefix bias (an nn.Embedding fed [b, n_prefix]) and one with the smooth bias (an
-# nn.Linear fed [b, t, sources]).
+# nn.Linear fed [b, t, sources]) and one with the prefix-pair bias (an nn.Linear fed
+# [b, n_prefix - 1, features]).
 NETWORKS = {
     "plain": dataclasses.replace(
         TINY_NET, transition_steps=0, prefix_bias=False, smooth_bias=False
@@ -37,6 +38,9 @@ NETWORKS = {
     ),
     "smooth": dataclasses.replace(
         TINY_NET, smooth_bias=True, prefix_bias=False, transition_steps=0
+    ),
+    "pairs": dataclasses.replace(
+        TINY_NET, prefix_pairs=True, smooth_bias=False, prefix_bias=False, transition_steps=0
     ),
 }
 
@@ -55,6 +59,8 @@ def setup(request):
         torch.nn.init.normal_(net.prefix_weights.weight, std=0.5)
     if request.param == "smooth":
         torch.nn.init.normal_(net.smooth.linear.weight, std=0.5)
+    if request.param == "pairs":
+        torch.nn.init.normal_(net.pairs.weight, std=0.5)
     tokens, times = torch.from_numpy(encoded.tokens), torch.from_numpy(encoded.times)
     return net, tables, tokens, times
 
