@@ -158,13 +158,14 @@ class Vocabulary:
     # -- per-token tables -------------------------------------------------------------------
     @cached_property
     def prefix_features(self) -> np.ndarray:
-        """``[value_start, F]`` features of the prefix tokens, what the prefix-pair bias reads.
+        """``[gap_first, F]`` features of the prefix tokens (the ids before the first gap token),
+        what the prefix-pair bias reads.
 
         A numeric attribute's slot has three columns: "missing", and the centred rank ``x`` of
         its bin (``(k + 1/2) / n`` mapped to ``(-1, 1)``) with ``x**2 - 1/3``; its bins are
         ordered, so a slope and a curvature stand for one weight per bin. Every other slot
-        (a categorical attribute, a condition) has one column per token (one-hot). Rows of
-        tokens that are not in the prefix are zero.
+        (a categorical attribute, a condition) has one column per token (one-hot). The rows of
+        the special tokens are zero.
         """
         columns: list[np.ndarray] = []
         for slot in self.slots:
@@ -173,16 +174,16 @@ class Vocabulary:
             if slot.kind == "attribute" and slot.name in self.attribute_edges:
                 n_bins = slot.size - 1
                 x = 2.0 * (np.arange(n_bins) + 0.5) / n_bins - 1.0
-                block = np.zeros((self.value_start, 3))
+                block = np.zeros((self.gap_first, 3))
                 block[slot.first, 0] = 1.0  # <missing>
                 block[slot.first + 1 : slot.first + slot.size, 1] = x
                 block[slot.first + 1 : slot.first + slot.size, 2] = x * x - 1.0 / 3.0
             else:
-                block = np.zeros((self.value_start, slot.size))
+                block = np.zeros((self.gap_first, slot.size))
                 block[slot.first + np.arange(slot.size), np.arange(slot.size)] = 1.0
             columns.append(block)
         if not columns:
-            return np.zeros((self.value_start, 0), dtype=np.float32)
+            return np.zeros((self.gap_first, 0), dtype=np.float32)
         return np.concatenate(columns, axis=1).astype(np.float32)
 
     @cached_property

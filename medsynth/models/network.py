@@ -466,9 +466,9 @@ class PatientNetwork(nn.Module):
         # A prefix of one slot has no pairs: nothing is built, nothing to learn.
         self.has_pairs = config.prefix_pairs and self.n_prefix > 1
         if self.has_pairs:
-            if prefix_features is None or prefix_features.shape[0] != value_first:
+            if prefix_features is None or not 0 < prefix_features.shape[0] <= vocab_size:
                 raise DataError("prefix_pairs needs the vocabulary's prefix features")
-            self.prefix_end = int(value_first)
+            self.prefix_end = int(prefix_features.shape[0])  # the prefix tokens lie below it
             self.register_buffer("pair_rows", prefix_features.float().clone(), persistent=False)
             # zero at start; built inside fork_rng so that every other layer's initialisation
             # for a given seed stays as it was (see VisitBias)

@@ -9,6 +9,11 @@
 # PYTHONPATH=OTHER_CHECKOUT runs another commit's medsynth (the figures use this one's).
 # EPSILON "none" trains the non-private ceiling (sampled directly: it is not releasable).
 set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+# `python -m` puts the working directory on sys.path ahead of PYTHONPATH, so run from a
+# checkout's root it would import that checkout whatever PYTHONPATH says; PYTHONSAFEPATH stops
+# that (Python >= 3.11), and PYTHONPATH decides.
+export PYTHONSAFEPATH=1
 export_dir=$1 schema=$2 eps=$3 seed=$4 work=$5
 shift 5
 mkdir -p "$work"
@@ -40,7 +45,7 @@ fi
 python -m medsynth ingest "$work/syn-$eps-$seed" --schema "$schema" --out "$work/syn-cohort-$eps-$seed" \
     --no-progress >/dev/null
 # Measured with this checkout's code even when PYTHONPATH points the run at another one.
-env -u PYTHONPATH python - "$work" "$eps" "$seed" <<'PY'
+PYTHONPATH="$here" python - "$work" "$eps" "$seed" <<'PY'
 import json, sys
 from pathlib import Path
 from medsynth.audit.visits import visit_figures

@@ -70,14 +70,14 @@ def test_bias_is_the_scaled_map_of_the_summed_features_of_the_earlier_tokens(sma
     vocab = build_vocabulary(small)
     net = build_network(vocab, dataclasses.replace(NET, prefix_scale=3.0))
     torch.nn.init.normal_(net.pairs.weight, std=1.0)
-    w = net.pairs.weight.detach()  # [value_start, F]
+    w = net.pairs.weight.detach()  # [gap_first, F]
     feats = torch.as_tensor(vocab.prefix_features)
     slots = [s for s in vocab.slots if s.kind != "event"]
     drawn = torch.tensor([[s.first + s.size - 1 for s in slots[:3]]])
     got = net._pair_bias(drawn)[0]
     torch.testing.assert_close(got[0], 3.0 * w @ feats[drawn[0, 0]])
     torch.testing.assert_close(got[2], 3.0 * w @ feats[drawn[0]].sum(dim=0))
-    assert got.shape[-1] == vocab.value_start
+    assert got.shape[-1] == vocab.gap_first  # the bias reaches the prefix tokens only
 
 
 def test_prefix_features_order_a_numeric_attribute_and_one_hot_the_rest(small):
@@ -93,7 +93,7 @@ def test_prefix_features_order_a_numeric_attribute_and_one_hot_the_rest(small):
     sex = next(s for s in vocab.slots if s.name == "sex")
     one_hot = feats[sex.first : sex.first + sex.size]
     assert (one_hot.sum(axis=1) == 1).all() and (one_hot.sum(axis=0) <= 1).all()
-    assert not feats[vocab.gap_first :].any()  # nothing outside the prefix
+    assert feats.shape[0] == vocab.gap_first and not feats[:3].any()  # PAD, BOS, EOS: none
 
 
 def _cohort_where_sex_decides_a_condition(schema, n: int) -> Cohort:
