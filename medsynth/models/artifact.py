@@ -78,7 +78,6 @@ def build_network(vocab: Vocabulary, config: NetworkConfig) -> PatientNetwork:
         n_prefix=vocab.n_prefix,
         token_kind=torch.as_tensor(vocab.token_kind),
         prefix_features=torch.as_tensor(vocab.prefix_features),
-        token_slot=torch.as_tensor(vocab.token_slot),
     )
 
 

@@ -406,7 +406,6 @@ class PatientNetwork(nn.Module):
         n_prefix: int = 0,
         token_kind: torch.Tensor | None = None,
         prefix_features: torch.Tensor | None = None,
-        token_slot: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if config.d_model % config.n_heads or config.d_model % 2:
@@ -471,12 +470,6 @@ class PatientNetwork(nn.Module):
                 raise DataError("prefix_pairs needs the vocabulary's prefix features")
             self.prefix_end = int(prefix_features.shape[0])  # the prefix tokens lie below it
             self.register_buffer("pair_rows", prefix_features.float().clone(), persistent=False)
-            if token_slot is None:
-                raise DataError("prefix_pairs needs the vocabulary's token slots")
-            # the schema slot (1 .. n_prefix, schema order) of every prefix token id
-            self.register_buffer(
-                "pair_slot", token_slot[: self.prefix_end].long().clone(), persistent=False
-            )
             # zero at start; built inside fork_rng so that every other layer's initialisation
             # for a given seed stays as it was (see VisitBias)
             with torch.random.fork_rng(devices=[]):
@@ -514,8 +507,7 @@ class PatientNetwork(nn.Module):
         if self.config.prefix_marginal or self.config.gap_marginal:
             logits = logits + self._marginal(tokens.shape[0])[:, None, :]
         if self.has_pairs:
-            k = self.n_prefix
-            logits = self._add_pairs(logits, tokens[:, 1:k], slots[:, 1:k])
+            logits = self._add_pairs(logits, tokens[:, 1 : self.n_prefix])
         if self.config.transition_steps or self.config.smooth_bias:
             latest = latest_values(tokens, self.token_channel, self.n_channels)
         if self.config.transition_steps:
@@ -529,37 +521,22 @@ class PatientNetwork(nn.Module):
             logits = self._add_smooth(logits, counts, latest)
         return logits
 
-    def _pair_bias(self, drawn: torch.Tensor, next_slots: torch.Tensor) -> torch.Tensor:
-        """``[b, k, prefix_end]``: after each of the ``k`` tokens of ``drawn`` (``[b, k]``
-        prefix token ids, in the order drawn), the bias of the next prefix slot's tokens, whose
-        slot ids are ``next_slots`` (``[b, k]``).
-
-        The bias is a learned linear map, times ``prefix_scale``, of the summed
-        :attr:`Vocabulary.prefix_features` of the tokens drawn so far *whose slot comes earlier
-        in the schema than the next slot*. A numeric attribute enters by its missing flag and
-        the slope and curvature of its bin's rank, every other prefix token by its own weight
-        (an absent diagnosis by none). Reading only schema-earlier slots gives each slot's bias
-        one meaning whatever the order the prefix is drawn in (training shows half the
-        patients in a random order; conditioned slots are drawn first): the first slot of the
-        schema never receives any, so its share is left to the prefix marginal and the
-        transformer in every order, instead of a compromise between orders that moved the
-        schema-order shares with the noise."""
-        source = self.pair_slot[drawn]  # [b, k]
-        k = drawn.shape[1]
-        seen = torch.ones(k, k, dtype=torch.bool, device=drawn.device).tril()  # [pos, source]
-        earlier = source[:, None, :] < next_slots[:, :, None]  # [b, pos, source]
-        mask = (earlier & seen).to(self.pair_rows.dtype)
-        features = mask @ self.pair_rows[drawn]  # [b, k, F]
+    def _pair_bias(self, drawn: torch.Tensor) -> torch.Tensor:
+        """``[b, k, prefix_end]``: at each of the ``k`` positions of ``drawn`` (``[b, k]``
+        prefix token ids), the bias of the next prefix slot's tokens: a learned linear map,
+        times ``prefix_scale``, of the summed :attr:`Vocabulary.prefix_features` of that token
+        and every one before it. A numeric attribute enters by its missing flag and the slope
+        and curvature of its bin's rank (three weights per target token instead of one per
+        bin), every other prefix token by its own weight."""
+        features = self.pair_rows[drawn].cumsum(dim=1)  # [b, k, F]
         return self.config.prefix_scale * self.pairs(features)
 
-    def _add_pairs(
-        self, logits: torch.Tensor, drawn: torch.Tensor, next_slots: torch.Tensor
-    ) -> torch.Tensor:
+    def _add_pairs(self, logits: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
         """Add :meth:`_pair_bias` to the prefix-token logits at positions ``1 .. k``: position
-        ``i`` (after the ``i``-th prefix token) predicts the slot ``next_slots[:, i - 1]``.
-        Later positions predict events, where the grammar masks every prefix token."""
+        ``i`` (after the ``i``-th prefix token) predicts prefix slot ``i + 1``. Later positions
+        predict events, where the grammar masks every prefix token."""
         end = self.prefix_end
-        bias = self._pair_bias(drawn, next_slots)
+        bias = self._pair_bias(drawn)
         after = logits.shape[1] - 1 - bias.shape[1]
         bias = F.pad(bias, (0, 0, 1, after))  # zero at BOS and from the events on
         return torch.cat([logits[..., :end] + bias, logits[..., end:]], dim=-1)
@@ -632,8 +609,7 @@ class PatientNetwork(nn.Module):
             logits = logits + self._marginal(tokens.shape[0])
         if self.has_pairs and drawn is not None and drawn.shape[-1]:
             end = self.prefix_end
-            k = drawn.shape[1]
-            bias = self._pair_bias(drawn, slots[:, None].expand(-1, k))[:, -1]
+            bias = self._pair_bias(drawn)[:, -1]
             logits = torch.cat([logits[:, :end] + bias, logits[:, end:]], dim=-1)
         if self.config.transition_steps:
             if latest is None:
