@@ -163,9 +163,11 @@ class Vocabulary:
 
         A numeric attribute's slot has three columns: "missing", and the centred rank ``x`` of
         its bin (``(k + 1/2) / n`` mapped to ``(-1, 1)``) with ``x**2 - 1/3``; its bins are
-        ordered, so a slope and a curvature stand for one weight per bin. Every other slot
-        (a categorical attribute, a condition) has one column per token (one-hot). The rows of
-        the special tokens are zero.
+        ordered, so a slope and a curvature stand for one weight per bin. A categorical
+        attribute has one column per token (one-hot); a condition one per token but "absent",
+        whose row is zero: most patients lack most diagnoses, and a slot drawn after many
+        absent ones (the prefix order is shuffled for half the patients) must not read a
+        different sum than one drawn before them. The rows of the special tokens are zero.
         """
         columns: list[np.ndarray] = []
         for slot in self.slots:
@@ -178,6 +180,9 @@ class Vocabulary:
                 block[slot.first, 0] = 1.0  # <missing>
                 block[slot.first + 1 : slot.first + slot.size, 1] = x
                 block[slot.first + 1 : slot.first + slot.size, 2] = x * x - 1.0 / 3.0
+            elif slot.kind == "condition":  # "absent" (the slot's first token) is the reference
+                block = np.zeros((self.gap_first, slot.size - 1))
+                block[slot.first + 1 + np.arange(slot.size - 1), np.arange(slot.size - 1)] = 1.0
             else:
                 block = np.zeros((self.gap_first, slot.size))
                 block[slot.first + np.arange(slot.size), np.arange(slot.size)] = 1.0

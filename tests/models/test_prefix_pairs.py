@@ -93,6 +93,9 @@ def test_prefix_features_order_a_numeric_attribute_and_one_hot_the_rest(small):
     sex = next(s for s in vocab.slots if s.name == "sex")
     one_hot = feats[sex.first : sex.first + sex.size]
     assert (one_hot.sum(axis=1) == 1).all() and (one_hot.sum(axis=0) <= 1).all()
+    cond = next(s for s in vocab.slots if s.kind == "condition")
+    rows = feats[cond.first : cond.first + cond.size]
+    assert not rows[0].any() and (rows[1:].sum(axis=1) == 1).all()  # "absent" adds nothing
     assert feats.shape[0] == vocab.gap_first and not feats[:3].any()  # PAD, BOS, EOS: none
 
 
