@@ -72,9 +72,9 @@ class NetworkConfig:
     (default on): the same for each gap bin (the spacing of visits). ``prefix_pairs`` (default
     on): bias each prefix token's logit by a learned linear function of the prefix tokens drawn
     before it (a numeric attribute by its missing flag and the slope and curvature of its bin's
-    rank, every other token by its own weight), times ``prefix_scale``: how age, sex and each
-    diagnosis shift the slots after them, in a few weights that collect every patient's
-    gradient (see :meth:`PatientNetwork._pair_bias`).
+    rank, an absent diagnosis by nothing, every other token by its own weight), times
+    ``prefix_scale``: how age, sex and each diagnosis shift the slots after them, in a few
+    weights that collect every patient's gradient (see :meth:`PatientNetwork._pair_bias`).
     These parts are off, and their scales 1, when a stored config lacks them (artifacts made
     before they existed load unchanged). The defaults come from three-seed benchmark runs
     (``docs/benchmarks.md``).
@@ -527,7 +527,7 @@ class PatientNetwork(nn.Module):
         times ``prefix_scale``, of the summed :attr:`Vocabulary.prefix_features` of that token
         and every one before it. A numeric attribute enters by its missing flag and the slope
         and curvature of its bin's rank (three weights per target token instead of one per
-        bin), every other prefix token by its own weight."""
+        bin), an absent diagnosis by nothing, every other prefix token by its own weight."""
         features = self.pair_rows[drawn].cumsum(dim=1)  # [b, k, F]
         return self.config.prefix_scale * self.pairs(features)
 
