@@ -15,20 +15,17 @@ EPSILON 0 trains in the non-private mode. The split is the harness's for that se
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from medsynth.encoding.vocabulary import EncodingConfig
 from medsynth.models.artifact import load_model
-from medsynth.models.network import NetworkConfig
-from medsynth.models.plan import TrainConfig
 from medsynth.pipeline.train import train
 from medsynth.privacy.ledger import Ledger
 from tests.bench.harness import metrics
 from tests.bench.harness.datasets import LOADERS
+from tests.bench.harness.worker import train_config
 
 
 def run(dataset: str, epsilon: float, seed: int, overrides: dict) -> dict:
@@ -36,10 +33,7 @@ def run(dataset: str, epsilon: float, seed: int, overrides: dict) -> dict:
 
     torch.set_num_threads(1)
     data = LOADERS[dataset](seed)
-    knobs = dict(overrides)
-    network = NetworkConfig(**knobs.pop("network", {}))
-    encoding = EncodingConfig(**knobs.pop("encoding", {}))
-    config = dataclasses.replace(TrainConfig(network=network, encoding=encoding), **knobs)
+    config = train_config(overrides)
     private = epsilon > 0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

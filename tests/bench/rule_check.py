@@ -15,7 +15,6 @@ EPSILON 0 trains in the non-private mode. One line of JSON per run is printed an
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -25,14 +24,13 @@ import numpy as np
 
 from medsynth.cohort import Cohort
 from medsynth.models.artifact import load_model
-from medsynth.models.network import NetworkConfig
-from medsynth.models.plan import TrainConfig
 from medsynth.pipeline.train import train
 from medsynth.privacy.ledger import Ledger
 from medsynth.schema import load_schema
 from medsynth.simulate import simulate
 from tests.bench.harness import metrics
 from tests.bench.harness.datasets import SCHEMAS, flatten, schema_columns
+from tests.bench.harness.worker import train_config
 
 
 def planted(schema, cohort: Cohort, columns, random_state: int) -> Cohort:
@@ -58,9 +56,7 @@ def run(schema_name: str, n: int, epsilon: float, overrides: dict, seed: int) ->
     real = planted(schema, simulate(schema, n, random_state=1000 + seed), columns, 1000 + seed)
     fresh = simulate(schema, 2000, random_state=5000 + seed)
     holdout = planted(schema, fresh, columns, 5000 + seed)
-    knobs = dict(overrides)
-    network = NetworkConfig(**knobs.pop("network", {}))
-    config = dataclasses.replace(TrainConfig(network=network), **knobs)
+    config = train_config(overrides)
     private = epsilon > 0
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger.create(Path(tmp, "ledger.jsonl"), default_cap=max(epsilon, 10.0))

@@ -14,26 +14,33 @@ import time
 from pathlib import Path
 
 
-def run(job: dict) -> dict:
+def train_config(overrides: dict):
+    """The library's TrainConfig with ``overrides`` (JSON: top-level fields, and ``network`` /
+    ``encoding`` sub-objects for NetworkConfig and EncodingConfig fields)."""
     import dataclasses
 
+    from medsynth.encoding.vocabulary import EncodingConfig
+    from medsynth.models.network import NetworkConfig
+    from medsynth.models.plan import TrainConfig
+
+    knobs = dict(overrides)
+    network = NetworkConfig(**knobs.pop("network", {}))
+    encoding = EncodingConfig(**knobs.pop("encoding", {}))
+    return dataclasses.replace(TrainConfig(network=network, encoding=encoding), **knobs)
+
+
+def run(job: dict) -> dict:
     import torch
 
     from medsynth.cohort import Cohort
-    from medsynth.encoding.vocabulary import EncodingConfig
     from medsynth.models.artifact import load_model
-    from medsynth.models.network import NetworkConfig
-    from medsynth.models.plan import TrainConfig
     from medsynth.pipeline.generate import generate_cohort
     from medsynth.pipeline.train import train
 
     torch.set_num_threads(int(job.get("threads", 1)))
     out = Path(job["out"])
     cohort = Cohort.load(job["train"])
-    knobs = dict(job.get("train_config", {}))
-    network = NetworkConfig(**knobs.pop("network", {}))
-    encoding = EncodingConfig(**knobs.pop("encoding", {}))
-    config = dataclasses.replace(TrainConfig(network=network, encoding=encoding), **knobs)
+    config = train_config(job.get("train_config", {}))
     non_private = job["system"] == "medsynth-nodp"
     from medsynth.privacy.ledger import DEFAULT_CAP, Ledger
 
